@@ -1,0 +1,41 @@
+"""Demo data for `make run`: a buyer, a merchant and a staff admin. Safe to run again."""
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from accounts.models import User
+from accounts.services import user_register
+
+DEMO_PASSWORD = "DemoPass123!"
+DEMO_USERS = [
+    ("buyer@demo.paymentflow.local", User.Role.USER, "Demo", "Buyer"),
+    ("merchant@demo.paymentflow.local", User.Role.MERCHANT, "Demo", "Merchant"),
+]
+ADMIN_EMAIL = "admin@demo.paymentflow.local"
+
+
+class Command(BaseCommand):
+    help = "Create the demo buyer, merchant and admin (idempotent) and print how to use them."
+
+    def handle(self, *args, **options):
+        with transaction.atomic():
+            for email, role, first, last in DEMO_USERS:
+                if not User.objects.filter(email=email).exists():
+                    user_register(email=email, password=DEMO_PASSWORD, role=role, first_name=first, last_name=last)
+            if not User.objects.filter(email=ADMIN_EMAIL).exists():
+                User.objects.create_superuser(ADMIN_EMAIL, DEMO_PASSWORD, first_name="Demo", last_name="Admin")
+            self.seed_extras()
+
+        self.stdout.write(
+            "\nPayment Flow demo is ready\n"
+            "  API          http://127.0.0.1:8000/api/v1/\n"
+            "  Swagger UI   http://127.0.0.1:8000/api/docs/\n"
+            "  ReDoc        http://127.0.0.1:8000/api/redoc/\n"
+            "  Admin        http://127.0.0.1:8000/admin/\n"
+            f"  Buyer        {DEMO_USERS[0][0]} / {DEMO_PASSWORD}\n"
+            f"  Merchant     {DEMO_USERS[1][0]} / {DEMO_PASSWORD}\n"
+            f"  Admin        {ADMIN_EMAIL} / {DEMO_PASSWORD}\n"
+        )
+
+    def seed_extras(self):
+        """Later apps add their demo data here (products, a funded wallet)."""

@@ -1,0 +1,81 @@
+"""Every write on accounts: registration, tokens, refresh rotation, logout."""
+
+from django.contrib.auth import authenticate
+from django.db import IntegrityError, transaction
+from rest_framework_simplejwt.exceptions import TokenBackendError, TokenError
+from rest_framework_simplejwt.state import token_backend
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts.exceptions import EmailTaken, InvalidCredentials, TokenNotValid
+from accounts.models import User, normalize_email
+
+
+def user_register(*, email: str, password: str, role: str, first_name: str = "", last_name: str = "") -> User:
+    """Create a buyer or merchant (never staff) together with everything a user owns."""
+    email = normalize_email(email)
+    try:
+        with transaction.atomic():
+            if User.objects.filter(email=email).exists():
+                raise EmailTaken()
+            user = User(email=email, role=role, first_name=first_name, last_name=last_name)
+            user.set_password(password)
+            user.save()
+    except IntegrityError as exc:  # two registrations of one email at the same moment
+        raise EmailTaken() from exc
+    return user
+
+
+def user_issue_tokens(*, user: User) -> dict:
+    """A fresh access/refresh pair carrying `sub`, `email` and `role`."""
+    refresh = RefreshToken.for_user(user)
+    refresh["email"] = user.email
+    refresh["role"] = user.role
+    return {"access_token": str(refresh.access_token), "refresh_token": str(refresh)}
+
+
+def user_login(*, email: str, password: str) -> User:
+    user = authenticate(username=normalize_email(email), password=password)
+    if user is None:
+        raise InvalidCredentials()
+    return user
+
+
+def _verified_refresh_payload(raw_token: str) -> dict:
+    """Signature, expiry and type checked; the blacklist is the caller's business."""
+    try:
+        payload = token_backend.decode(raw_token, verify=True)
+    except (TokenBackendError, TokenError) as exc:
+        raise TokenNotValid() from exc
+    if payload.get("token_type") != "refresh" or not payload.get("jti") or not payload.get("sub"):
+        raise TokenNotValid()
+    return payload
+
+
+def token_refresh(*, refresh_token: str) -> dict:
+    """Rotate: the presented refresh token is blacklisted and a new pair issued.
+
+    The token's outstanding row is locked first, so two concurrent refreshes with one
+    token cannot both succeed.
+    """
+    payload = _verified_refresh_payload(refresh_token)
+    with transaction.atomic():
+        outstanding = OutstandingToken.objects.select_for_update(of=("self",)).filter(jti=payload["jti"]).first()
+        if outstanding is None or BlacklistedToken.objects.filter(token=outstanding).exists():
+            raise TokenNotValid()
+        user = User.objects.filter(pk=payload["sub"], is_active=True).first()
+        if user is None:
+            raise TokenNotValid()
+        BlacklistedToken.objects.create(token=outstanding)
+        return user_issue_tokens(user=user)
+
+
+def token_revoke(*, user: User, refresh_token: str) -> None:
+    """Logout: the caller's refresh token stops working. Revoking it twice is not an error."""
+    payload = _verified_refresh_payload(refresh_token)
+    if payload["sub"] != str(user.pk):
+        raise TokenNotValid()
+    outstanding = OutstandingToken.objects.filter(jti=payload["jti"]).first()
+    if outstanding is None:
+        raise TokenNotValid()
+    BlacklistedToken.objects.get_or_create(token=outstanding)

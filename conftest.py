@@ -1,0 +1,52 @@
+"""Fixtures shared by every app's tests: API clients, users, and a clean cache per test."""
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from accounts.services import user_issue_tokens
+from accounts.tests.factories import MerchantFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    # Each xdist worker has its own Redis database (settings/test.py), so this is local.
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def buyer(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def merchant(db):
+    return MerchantFactory()
+
+
+@pytest.fixture
+def client_for():
+    """client_for(user) -> an APIClient sending that user's Bearer access token."""
+
+    def make(user):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_issue_tokens(user=user)['access_token']}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def buyer_client(buyer, client_for):
+    return client_for(buyer)
+
+
+@pytest.fixture
+def merchant_client(merchant, client_for):
+    return client_for(merchant)

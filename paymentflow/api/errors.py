@@ -1,0 +1,47 @@
+"""The contract's error envelope, built in one place for DRF and plain Django alike.
+
+{"statusCode", "error", "code", "message", "details", "timestamp", "path", "method"}
+"""
+
+import json
+from datetime import UTC, datetime
+from http import HTTPStatus
+
+from django.http import HttpResponse
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith("/api/") or path in ("/healthz", "/readyz")
+
+
+def reason_phrase(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return "Error"
+
+
+def error_body(request, *, status_code: int, code: str, message: str, details=None) -> dict:
+    return {
+        "statusCode": status_code,
+        "error": reason_phrase(status_code),
+        "code": code,
+        "message": message,
+        "details": details if details is not None else {},
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        "path": request.path,
+        "method": request.method,
+    }
+
+
+def error_response(request, *, status_code: int, code: str, message: str, details=None, headers=None):
+    """A plain Django response with the envelope (for code paths outside DRF)."""
+    body = error_body(request, status_code=status_code, code=code, message=message, details=details)
+    response = HttpResponse(
+        json.dumps(body, separators=(",", ":")),
+        status=status_code,
+        content_type="application/json",
+    )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response

@@ -1,0 +1,66 @@
+"""Serializer building blocks shared by every app: money, strict input, the error envelope."""
+
+from decimal import Decimal
+
+from djangorestframework_camel_case.util import camelize_re, underscore_to_camel
+from rest_framework import serializers
+
+MONEY_MAX_DIGITS = 14
+MONEY_DECIMAL_PLACES = 2
+
+
+class MoneyField(serializers.DecimalField):
+    """A positive amount with at most two decimals, in and out as a two-decimal string.
+
+    Accepts a JSON number or a numeric string; refuses zero, negatives, NaN, Infinity,
+    more than two decimals and anything beyond the database column's range.
+    """
+
+    default_error_messages = {
+        "min_value": "Must be greater than 0.",
+        "max_digits": "Must be less than 10^12.",
+        "max_whole_digits": "Must be less than 10^12.",
+        "max_decimal_places": "Must have at most 2 decimal places.",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_digits", MONEY_MAX_DIGITS)
+        kwargs.setdefault("decimal_places", MONEY_DECIMAL_PLACES)
+        kwargs.setdefault("min_value", Decimal("0.01"))
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):  # bool is an int in Python; "amount": true is not money
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictInputSerializer(serializers.Serializer):
+    """Input serializer that refuses fields it does not know (a typo is an error, not a no-op)."""
+
+    def validate(self, attrs):
+        if isinstance(self.initial_data, dict):
+            unknown = sorted(set(self.initial_data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["This field is not allowed."] for name in unknown})
+        return super().validate(attrs)
+
+
+def camel(name: str) -> str:
+    return camelize_re.sub(underscore_to_camel, name)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The error envelope every 4xx/5xx response carries (documentation only)."""
+
+    status_code = serializers.IntegerField()
+    error = serializers.CharField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField()
+    timestamp = serializers.DateTimeField()
+    path = serializers.CharField()
+    method = serializers.CharField()
+
+    class Meta:
+        ref_name = "Error"
