@@ -5,8 +5,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from paymentflow.api.health import healthz, readyz
 from paymentflow.api.views import api_not_found
 
+# Each app's urls.py spells its paths out in full (`wallet/deposit`, `products/<id>`), as the
+# contract lists them, with no trailing slash.
 api_v1 = [
     path("auth/", include("accounts.urls")),
+    path("", include("wallets.urls")),
+    path("", include("catalog.urls")),
+    path("", include("orders.urls")),
+    path("", include("webhooks.urls")),
 ]
 
 urlpatterns = [
