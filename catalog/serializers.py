@@ -1,0 +1,79 @@
+from rest_framework import serializers
+
+from catalog.models import DESCRIPTION_MAX_LENGTH, MAX_UNITS, NAME_MAX_LENGTH, Product
+from catalog.selectors import ProductFilters
+from paymentflow.api.serializers import MoneyField, StrictInputSerializer
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer and nothing else: no 1.0, no "3", no true."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON true/false and nothing else: no "yes", no 1."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    """`product` on the wire. Never the merchant's email."""
+
+    merchant_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        model = Product
+        fields = [
+            "id",
+            "merchant_id",
+            "name",
+            "description",
+            "price",
+            "currency",
+            "available_units",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ProductInputSerializer(StrictInputSerializer):
+    """POST body; PATCH uses it with partial=True (any subset of the same fields)."""
+
+    name = serializers.CharField(max_length=NAME_MAX_LENGTH)
+    description = serializers.CharField(max_length=DESCRIPTION_MAX_LENGTH, allow_blank=True, required=False, default="")
+    price = MoneyField()
+    available_units = StrictIntegerField(min_value=0, max_value=MAX_UNITS)
+    is_active = StrictBooleanField(required=False, default=True)
+
+
+class ProductListQuerySerializer(serializers.Serializer):
+    """The public list's filters (query parameters arrive snake_cased by the middleware)."""
+
+    search = serializers.CharField(required=False, allow_blank=True, max_length=NAME_MAX_LENGTH)
+    merchant_id = serializers.UUIDField(required=False)
+    min_price = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
+    max_price = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
+
+    def validate(self, attrs):
+        low, high = attrs.get("min_price"), attrs.get("max_price")
+        if low is not None and high is not None and low > high:
+            raise serializers.ValidationError({"max_price": ["Must be greater than or equal to minPrice."]})
+        return attrs
+
+    def to_filters(self) -> ProductFilters:
+        data = self.validated_data
+        return ProductFilters(
+            search=data.get("search", ""),
+            merchant_id=data.get("merchant_id"),
+            min_price=data.get("min_price"),
+            max_price=data.get("max_price"),
+        )
