@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "paymentflow.api.apps.ApiConfig",
     "accounts",
     "wallets",
     "catalog",

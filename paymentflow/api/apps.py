@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class ApiConfig(AppConfig):
+    """The shared API layer is an app only to own the Idempotency-Key records (label `api`)."""
+
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "paymentflow.api"
+    label = "api"
+    verbose_name = "API plumbing"

@@ -1,0 +1,93 @@
+"""Database helpers shared by every app: one atomic block that survives transient failures.
+
+PostgreSQL may abort a transaction that did nothing wrong: a deadlock victim
+(`40P01 deadlock_detected`) or a serialization failure (`40001`). The right answer is to
+run the whole transaction again, a bounded number of times, never to show the client a 500.
+
+    from paymentflow.db import atomic_with_retry
+
+    @atomic_with_retry
+    def wallet_withdraw(*, wallet, amount): ...
+
+    result = atomic_with_retry(lambda: do_things(), attempts=5)()
+
+A retry only makes sense for the *outermost* transaction: inside an outer
+`transaction.atomic` the failed transaction is already doomed, so a nested call simply
+runs in a savepoint and lets the error reach the outermost retrying block.
+"""
+
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import psycopg.errors
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
+
+from paymentflow.api.exceptions import ApplicationError
+
+logger = logging.getLogger("paymentflow.db")
+
+DEFAULT_ATTEMPTS = 3
+_TRANSIENT = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+T = TypeVar("T")
+
+
+class DatabaseBusy(ApplicationError):
+    """Still deadlocking after every retry: tell the client to come back, never a 500."""
+
+    status_code = 503
+    code = "DATABASE_BUSY"
+    default_message = "The service is busy; please retry the request."
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """True for a deadlock victim or a serialization failure (psycopg's error under Django's)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, _TRANSIENT):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__
+    return False
+
+
+def atomic_with_retry(
+    func: Callable[..., T] | None = None, *, attempts: int = DEFAULT_ATTEMPTS, using: str = DEFAULT_DB_ALIAS
+):
+    """Run `func` in `transaction.atomic`, retrying the whole transaction on transient errors.
+
+    Usable bare (`@atomic_with_retry`), with options (`@atomic_with_retry(attempts=5)`), or
+    as a wrapper (`atomic_with_retry(fn)()`). After `attempts` failures it raises
+    `DatabaseBusy` (503).
+    """
+
+    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs) -> T:
+            if connections[using].in_atomic_block:
+                with transaction.atomic(using=using):
+                    return fn(*args, **kwargs)
+            for attempt in range(1, attempts + 1):
+                try:
+                    with transaction.atomic(using=using):
+                        return fn(*args, **kwargs)
+                except OperationalError as exc:
+                    if not is_transient_error(exc):
+                        raise
+                    if attempt == attempts:
+                        logger.warning("transient database error, giving up after %d attempts: %s", attempts, exc)
+                        raise DatabaseBusy() from exc
+                    logger.info("transient database error (attempt %d/%d), retrying: %s", attempt, attempts, exc)
+                    # A little jitter so two deadlock victims do not collide again in lockstep.
+                    time.sleep(random.uniform(0.005, 0.02) * attempt)  # noqa: S311 - not cryptographic
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        return wrapper
+
+    if func is not None:
+        return decorate(func)
+    return decorate
