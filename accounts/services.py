@@ -9,6 +9,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.exceptions import EmailTaken, InvalidCredentials, TokenNotValid
 from accounts.models import User, normalize_email
+from wallets.services import wallet_create
 
 
 def user_register(*, email: str, password: str, role: str, first_name: str = "", last_name: str = "") -> User:
@@ -21,6 +22,7 @@ def user_register(*, email: str, password: str, role: str, first_name: str = "",
             user = User(email=email, role=role, first_name=first_name, last_name=last_name)
             user.set_password(password)
             user.save()
+            wallet_create(user=user)
     except IntegrityError as exc:  # two registrations of one email at the same moment
         raise EmailTaken() from exc
     return user

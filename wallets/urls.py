@@ -1,3 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from wallets import views
+
+urlpatterns = [
+    path("wallet", views.WalletView.as_view(), name="wallet"),
+    path("wallet/deposit", views.DepositView.as_view(), name="wallet-deposit"),
+    path("wallet/withdraw", views.WithdrawView.as_view(), name="wallet-withdraw"),
+    path("wallet/transactions", views.TransactionListView.as_view(), name="wallet-transactions"),
+]

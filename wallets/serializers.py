@@ -1,0 +1,52 @@
+from rest_framework import serializers
+
+from paymentflow.api.serializers import MoneyField, StrictInputSerializer
+from wallets.models import LedgerEntry, Wallet
+
+
+class WalletSerializer(serializers.ModelSerializer):
+    balance = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
+
+    class Meta:
+        model = Wallet
+        fields = ["id", "balance", "currency", "is_locked", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class TransactionSerializer(serializers.ModelSerializer):
+    """One leg of the caller's wallet ledger (the contract's `transaction`)."""
+
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
+    balance_before = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
+    balance_after = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
+    reference_type = serializers.CharField(source="journal.reference_type", read_only=True, allow_null=True)
+    reference_id = serializers.CharField(source="journal.reference_id", read_only=True, allow_null=True)
+    description = serializers.CharField(source="journal.description", read_only=True)
+
+    class Meta:
+        model = LedgerEntry
+        fields = [
+            "id",
+            "type",
+            "amount",
+            "balance_before",
+            "balance_after",
+            "currency",
+            "reference_type",
+            "reference_id",
+            "description",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class WalletMovementSerializer(serializers.Serializer):
+    """`{wallet, transaction}`: the wallet after the movement and the leg that moved it."""
+
+    wallet = WalletSerializer()
+    transaction = TransactionSerializer()
+
+
+class AmountInputSerializer(StrictInputSerializer):
+    amount = MoneyField()
+    description = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
