@@ -7,6 +7,8 @@ from rest_framework.test import APIClient
 from accounts.services import user_issue_tokens
 from accounts.tests.factories import MerchantFactory, UserFactory
 
+pytest_plugins = ["paymentflow.testing.fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _clean_cache():

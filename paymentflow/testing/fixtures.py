@@ -1,0 +1,68 @@
+"""pytest fixtures for Stripe (registered in the root conftest.py via `pytest_plugins`).
+
+- `fake_stripe`: a `FakeStripe` (one server per test process, state reset per test) with
+  the settings pointing the real SDK at it for the duration of the test:
+  STRIPE_SECRET_KEY, STRIPE_API_BASE, STRIPE_WEBHOOK_SECRET, no SDK retries (a test that
+  wants them sets STRIPE_MAX_NETWORK_RETRIES) and a 5 s timeout.
+- `network_guard` (autouse, every test of the suite): Stripe is "not configured" unless a
+  test asks for `fake_stripe` (whatever the developer's environment holds), and any HTTP
+  connection made through urllib3 (what the SDK uses) to a host other than the loopback
+  is refused and fails the test: nothing in the tests may reach the internet.
+"""
+
+from __future__ import annotations
+
+import pytest
+import urllib3.util.connection
+from django.test import override_settings
+
+from paymentflow.testing.fake_stripe import FakeStripe
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class NetworkGuard:
+    """Refuses urllib3 connections to anything but the loopback and remembers them."""
+
+    def __init__(self, real_create_connection):
+        self._real = real_create_connection
+        self.blocked: list[tuple] = []
+
+    def create_connection(self, address, *args, **kwargs):
+        if address[0] not in LOOPBACK_HOSTS:
+            self.blocked.append(tuple(address))
+            raise OSError(f"tests may not reach the network: refused a connection to {address[0]}:{address[1]}")
+        return self._real(address, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def network_guard(monkeypatch) -> NetworkGuard:
+    """Autouse. A test that checks the guard itself clears `blocked` before it ends."""
+    guard = NetworkGuard(urllib3.util.connection.create_connection)
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", guard.create_connection)
+    with override_settings(STRIPE_SECRET_KEY="", STRIPE_WEBHOOK_SECRET="", STRIPE_API_BASE=""):
+        yield guard
+    if guard.blocked:
+        pytest.fail(f"the test tried to reach the network: {guard.blocked}")
+
+
+@pytest.fixture(scope="session")
+def _fake_stripe_server():
+    server = FakeStripe().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_stripe(_fake_stripe_server) -> FakeStripe:
+    fake = _fake_stripe_server
+    fake.reset()
+    with override_settings(
+        STRIPE_SECRET_KEY=fake.api_key,
+        STRIPE_API_BASE=fake.url,
+        STRIPE_WEBHOOK_SECRET=fake.webhook_secret,
+        STRIPE_MAX_NETWORK_RETRIES=0,
+        STRIPE_TIMEOUT_SECONDS=5,
+    ):
+        yield fake
+    fake.reset()
