@@ -101,9 +101,6 @@ class ProductAdmin(admin.ModelAdmin):
         updated = services.product_update(product_id=obj.pk, actor=request.user, changes=changes, require_owner=False)
         obj.updated_at = updated.updated_at
 
-    def save_related(self, request, form, formsets, change):
-        form.save_m2m()  # the inline is read-only: nothing of it to save
-
     @admin.action(description="Deactivate selected products")
     def deactivate_selected(self, request, queryset):
         count = 0

@@ -39,3 +39,6 @@ class Command(BaseCommand):
 
     def seed_extras(self):
         """Later apps add their demo data here (products, a funded wallet)."""
+        from catalog.demo import seed_demo_products
+
+        seed_demo_products()
