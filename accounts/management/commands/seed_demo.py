@@ -40,5 +40,7 @@ class Command(BaseCommand):
     def seed_extras(self):
         """Later apps add their demo data here (products, a funded wallet)."""
         from catalog.demo import seed_demo_products
+        from wallets.demo import seed_demo_funds
 
         seed_demo_products()
+        seed_demo_funds(email=DEMO_USERS[0][0])

@@ -1,0 +1,208 @@
+"""Back office: wallets (read-only balance, lock / unlock, recent legs, adjust balance) and
+the ledger (read-only). Nothing here writes a balance except through `wallets.services`."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.forms.models import BaseInlineFormSet
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from paymentflow.api.exceptions import ApplicationError
+from wallets import services
+from wallets.models import JournalEntry, LedgerEntry, Wallet
+
+RECENT_LEGS = 20
+LEG_FIELDS = ["created_at", "type", "delta", "balance_before", "balance_after", "sequence", "journal"]
+
+
+class ReadOnlyAdminMixin:
+    """The ledger is append-only: staff may look, never add, change or delete."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class RecentLegsFormSet(BaseInlineFormSet):
+    """Only the wallet's most recent legs: a busy wallet's page must not load its history."""
+
+    def get_queryset(self):
+        if not hasattr(self, "_queryset"):
+            self._queryset = self.queryset.select_related("journal").order_by("-sequence", "-created_at")[:RECENT_LEGS]
+        return self._queryset
+
+
+class RecentLegsInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = LedgerEntry
+    fk_name = "wallet"
+    formset = RecentLegsFormSet
+    fields = LEG_FIELDS
+    readonly_fields = LEG_FIELDS
+    extra = 0
+    verbose_name_plural = f"Recent ledger entries (latest {RECENT_LEGS})"
+
+
+class AdjustBalanceForm(forms.Form):
+    amount = forms.DecimalField(
+        max_digits=14, decimal_places=2, help_text="Signed: 25.00 credits the wallet, -25.00 debits it."
+    )
+    reason = forms.CharField(max_length=255, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def clean_amount(self):
+        amount = self.cleaned_data["amount"]
+        if amount == 0:
+            raise forms.ValidationError("The amount cannot be zero.")
+        return amount
+
+
+@admin.register(Wallet)
+class WalletAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "kind", "balance", "currency", "is_locked", "updated_at"]
+    list_filter = ["kind", "is_locked"]
+    list_select_related = ["user"]
+    search_fields = ["user__email", "code", "id"]
+    readonly_fields = [
+        "id",
+        "kind",
+        "user",
+        "code",
+        "balance",
+        "currency",
+        "is_locked",
+        "last_sequence",
+        "created_at",
+        "updated_at",
+        "adjust_link",
+    ]
+    fields = readonly_fields
+    inlines = [RecentLegsInline]
+    actions = ["lock_wallets", "unlock_wallets"]
+
+    # The wallet form is view-only: saving it would write the balance read at page load
+    # back over whatever moved since. Locking goes through the actions, money through
+    # "Adjust balance" (wallets.services).
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_lock_permission(self, request):
+        return request.user.has_perm("wallets.change_wallet")
+
+    def has_adjust_permission(self, request):
+        return request.user.has_perm("wallets.adjust_balance")
+
+    @admin.display(description="Balance adjustment")
+    def adjust_link(self, obj):
+        if obj is None or obj.is_system:
+            return "-"
+        url = reverse("admin:wallets_wallet_adjust", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Adjust balance</a>', url)
+
+    @admin.action(description="Lock selected wallets", permissions=["lock"])
+    def lock_wallets(self, request, queryset):
+        count = services.wallet_set_locked(wallet_ids=queryset.values_list("pk", flat=True), locked=True)
+        self.message_user(request, f"Locked {count} wallet(s).", messages.SUCCESS)
+
+    @admin.action(description="Unlock selected wallets", permissions=["lock"])
+    def unlock_wallets(self, request, queryset):
+        count = services.wallet_set_locked(wallet_ids=queryset.values_list("pk", flat=True), locked=False)
+        self.message_user(request, f"Unlocked {count} wallet(s).", messages.SUCCESS)
+
+    def get_urls(self):
+        custom = [
+            path(
+                "<uuid:object_id>/adjust/",
+                self.admin_site.admin_view(self.adjust_view),
+                name="wallets_wallet_adjust",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def adjust_view(self, request, object_id):
+        if not self.has_adjust_permission(request):
+            raise PermissionDenied
+        wallet = get_object_or_404(Wallet.objects.select_related("user"), pk=object_id, kind=Wallet.Kind.USER)
+        form = AdjustBalanceForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.wallet_adjust(
+                    wallet=wallet,
+                    amount=form.cleaned_data["amount"],
+                    reason=form.cleaned_data["reason"],
+                    staff_user=request.user,
+                )
+            except ApplicationError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request, f"Adjusted {wallet} by {form.cleaned_data['amount']:+.2f}.", messages.SUCCESS
+                )
+                return redirect("admin:wallets_wallet_change", wallet.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": wallet,
+            "wallet": wallet,
+            "form": form,
+            "title": f"Adjust balance: {wallet}",
+        }
+        return TemplateResponse(request, "admin/wallets/wallet/adjust_balance.html", context)
+
+
+class JournalLegsInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = LedgerEntry
+    fk_name = "journal"
+    fields = ["wallet", "type", "amount", "delta", "balance_before", "balance_after", "sequence"]
+    readonly_fields = fields
+    extra = 0
+
+
+@admin.register(JournalEntry)
+class JournalEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["created_at", "reference_type", "reference_id", "description", "created_by"]
+    list_filter = ["reference_type", "created_at"]
+    list_select_related = ["created_by"]
+    search_fields = ["reference_id", "reference_type", "description"]
+    date_hierarchy = "created_at"
+    inlines = [JournalLegsInline]
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "wallet",
+        "type",
+        "delta",
+        "balance_before",
+        "balance_after",
+        "reference",
+        "created_by",
+    ]
+    list_filter = ["type", "created_at", "wallet__kind"]
+    list_select_related = ["wallet__user", "journal__created_by"]
+    search_fields = ["journal__reference_id", "journal__reference_type", "wallet__user__email", "wallet__code"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at"]
+
+    @admin.display(description="Reference")
+    def reference(self, obj):
+        journal = obj.journal
+        return f"{journal.reference_type}:{journal.reference_id}" if journal.reference_type else "-"
+
+    @admin.display(description="Posted by")
+    def created_by(self, obj):
+        return obj.journal.created_by or "-"
