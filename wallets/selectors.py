@@ -8,6 +8,11 @@ from accounts.models import User
 from wallets.models import LedgerEntry, SystemAccount, Wallet
 
 
+def _money(value) -> Decimal:
+    # SQLite's SUM comes back without the column's scale ("-1000"); show it as money.
+    return (value or Decimal("0")).quantize(Decimal("0.01"))
+
+
 def ledger_entries_for(*, user: User) -> QuerySet[LedgerEntry]:
     """The user's wallet history, newest first (by the wallet's own sequence), with the
     journal joined in (reference and description) so a page is one query."""
@@ -23,7 +28,7 @@ def wallet_balance(*, wallet: Wallet) -> Decimal:
     system account (which keeps no running balance, so it is never a hot row)."""
     if not wallet.is_system:
         return wallet.balance
-    return wallet.entries.aggregate(total=Sum("delta"))["total"] or Decimal("0.00")
+    return _money(wallet.entries.aggregate(total=Sum("delta"))["total"])
 
 
 def system_wallet_balances() -> dict[str, Decimal]:
@@ -35,5 +40,5 @@ def system_wallet_balances() -> dict[str, Decimal]:
         .order_by()
     )
     balances = {code.value: Decimal("0.00") for code in SystemAccount}
-    balances.update({row["wallet__code"]: row["total"] for row in rows})
+    balances.update({row["wallet__code"]: _money(row["total"]) for row in rows})
     return balances
