@@ -2,25 +2,7 @@ from rest_framework import serializers
 
 from catalog.models import DESCRIPTION_MAX_LENGTH, MAX_UNITS, NAME_MAX_LENGTH, Product
 from catalog.selectors import ProductFilters
-from paymentflow.api.serializers import MoneyField, StrictInputSerializer
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """A JSON integer and nothing else: no 1.0, no "3", no true."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictBooleanField(serializers.BooleanField):
-    """A JSON true/false and nothing else: no "yes", no 1."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("invalid", input=data)
-        return data
+from paymentflow.api.serializers import MoneyField, StrictBooleanField, StrictInputSerializer, StrictIntegerField
 
 
 class ProductSerializer(serializers.ModelSerializer):

@@ -35,6 +35,24 @@ class MoneyField(serializers.DecimalField):
         return super().to_internal_value(data)
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer and nothing else: no 1.0, no "3", no true."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON true/false and nothing else: no "yes", no 1."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class StrictInputSerializer(serializers.Serializer):
     """Input serializer that refuses fields it does not know (a typo is an error, not a no-op)."""
 

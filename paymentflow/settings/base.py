@@ -30,6 +30,9 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", "")
+# Browsers on an allowed origin may send and read the headers the contract uses.
+CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "idempotency-key", "x-request-id"]
+CORS_EXPOSE_HEADERS = ["X-Total-Count", "Link", "X-Request-ID", "Retry-After", "Idempotent-Replayed"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
