@@ -192,6 +192,34 @@ def wallet_transfer(
     )
 
 
+def wallet_settle(
+    *,
+    wallet: Wallet,
+    account: SystemAccount,
+    delta: Decimal,
+    type: str,  # noqa: A002 - the ledger's field name
+    reference_type: str | None = None,
+    reference_id: str | None = None,
+    description: str = "",
+) -> Movement:
+    """Credit (`delta > 0`) or debit (`delta < 0`) a user wallet against a system account,
+    with the given ledger `type` on both legs, in one journal entry.
+
+    Card payments settle through `stripe:clearing`: a paid gateway order credits the
+    merchant `REVENUE` (delta +amount), its refund debits it back (`REFUND`, delta -amount;
+    INSUFFICIENT_FUNDS when the merchant is short). Refuses a locked wallet.
+    """
+    if not isinstance(delta, Decimal) or delta == 0:
+        raise InvalidTransfer("A settlement is a non-zero amount with at most two decimal places.")
+    _require_amount(abs(delta), InvalidTransfer)
+    return _post(
+        legs=[Leg(wallet.pk, type, delta), Leg(system_wallet(account).pk, type, -delta)],
+        description=description,
+        reference_type=reference_type,
+        reference_id=reference_id,
+    )
+
+
 def wallet_adjust(*, wallet: Wallet, amount: Decimal, reason: str, staff_user: User) -> Movement:
     """A staff correction (ADJUSTMENT), signed: +credit / -debit, against `platform:adjustments`.
 
