@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class OrdersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "orders"
+
+    def ready(self):
+        from orders import reconciliation  # noqa: F401 - registers the "stock" check

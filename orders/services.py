@@ -468,6 +468,8 @@ def _refund_gateway(*, order_id, reason: str) -> Order:
     request resumes at step 2 with the same key, so Stripe returns the same refund. A
     definitive refusal (4xx) returns the held money to the merchant. Either way: 502.
     """
+    if not gateway.is_configured():
+        raise gateway.GatewayNotConfigured()  # before holding anything
     order = _refund_gateway_hold(order_id=order_id, reason=reason)
     try:
         refund = gateway.create_refund(

@@ -1,0 +1,62 @@
+"""Assertion helpers for the orders tests."""
+
+from decimal import Decimal
+
+from catalog.models import Product
+from orders.models import Order
+from wallets.models import JournalEntry, LedgerEntry, Wallet
+
+ORDER_KEYS = {
+    "id",
+    "userId",
+    "productId",
+    "merchantId",
+    "product",
+    "quantity",
+    "unitPrice",
+    "amount",
+    "currency",
+    "status",
+    "paymentMethod",
+    "stripeSessionId",
+    "checkoutUrl",
+    "failureReason",
+    "completedAt",
+    "createdAt",
+    "updatedAt",
+}
+
+
+def error(response, status, code):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert (body["statusCode"], body["code"]) == (status, code), body
+    return body
+
+
+def balance(user) -> Decimal:
+    return Wallet.objects.get(user=user).balance
+
+
+def stock(product) -> int:
+    return Product.objects.get(pk=product.pk).available_units
+
+
+def books() -> tuple:
+    """Everything a purchase could touch, to compare before / after a refusal."""
+    return (
+        sorted(Wallet.objects.values_list("pk", "balance", "last_sequence")),
+        sorted(Product.objects.values_list("pk", "available_units")),
+        JournalEntry.objects.count(),
+        LedgerEntry.objects.count(),
+        sorted(Order.objects.values_list("pk", "status")),
+    )
+
+
+def order_legs(order) -> dict:
+    """{(wallet owner email or system code, type): delta} of the order's journal entries."""
+    legs = LedgerEntry.objects.filter(journal__reference_type="order", journal__reference_id=str(order.pk))
+    return {
+        (leg.wallet.user.email if leg.wallet.user_id else leg.wallet.code, leg.type): leg.delta
+        for leg in legs.select_related("wallet__user")
+    }

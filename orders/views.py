@@ -1,0 +1,93 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.generics import ListAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from orders import selectors, services
+from orders.models import Order
+from orders.serializers import (
+    OrderCreateInputSerializer,
+    OrderListQuerySerializer,
+    OrderRefundInputSerializer,
+    OrderSalesQuerySerializer,
+    OrderSerializer,
+)
+from paymentflow.api.idempotency import idempotent
+from paymentflow.api.permissions import IsMerchant
+
+
+class OrderListCreateView(ListAPIView):
+    """GET: the caller's purchases. POST: buy (WALLET: completed at once; GATEWAY: pending
+    with a Stripe Checkout URL)."""
+
+    serializer_class = OrderSerializer
+    filter_backends: list = []
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Order.objects.none()
+        query = OrderListQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return selectors.order_list_for_buyer(user=self.request.user, **query.validated_data)
+
+    @extend_schema(operation_id="orders_list", parameters=[OrderListQuerySerializer], tags=["orders"])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="orders_create",
+        request=OrderCreateInputSerializer,
+        responses={201: OrderSerializer},
+        tags=["orders"],
+    )
+    @idempotent
+    def post(self, request):
+        data = OrderCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        order = services.order_purchase(buyer=request.user, **data.validated_data)
+        return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
+
+
+class OrderDetailView(APIView):
+    @extend_schema(operation_id="orders_retrieve", responses={200: OrderSerializer}, tags=["orders"])
+    def get(self, request, pk):
+        return Response(OrderSerializer(selectors.order_get_visible(order_id=pk, user=request.user)).data)
+
+
+class MerchantSalesView(ListAPIView):
+    permission_classes = [IsMerchant]
+    serializer_class = OrderSerializer
+    filter_backends: list = []
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Order.objects.none()
+        query = OrderSalesQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return selectors.order_list_for_merchant(merchant=self.request.user, **query.validated_data)
+
+    @extend_schema(operation_id="orders_merchant_sales", parameters=[OrderSalesQuerySerializer], tags=["orders"])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class OrderRefundView(APIView):
+    @extend_schema(
+        operation_id="orders_refund",
+        request=OrderRefundInputSerializer,
+        responses={200: OrderSerializer},
+        tags=["orders"],
+    )
+    @idempotent
+    def post(self, request, pk):
+        data = OrderRefundInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        order = services.order_refund(order_id=pk, merchant=request.user, **data.validated_data)
+        return Response(OrderSerializer(order).data)
+
+
+class OrderCancelView(APIView):
+    @extend_schema(operation_id="orders_cancel", request=None, responses={200: OrderSerializer}, tags=["orders"])
+    def post(self, request, pk):
+        return Response(OrderSerializer(services.order_cancel(order_id=pk, buyer=request.user)).data)
