@@ -20,6 +20,10 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(VENV)/.runtime-installed $@
 
+$(VENV)/.bench-installed: requirements.txt bench/requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	touch $(VENV)/.runtime-installed $@
+
 run: $(VENV)/.runtime-installed
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py seed_demo
@@ -30,6 +34,11 @@ services:
 
 test: $(VENV)/.dev-installed services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The load benchmark (docs/PERFORMANCE.md): starts its own gunicorn on a fresh PostgreSQL
+# database. `make bench BENCH_ARGS=--quick` for a small run; `--help` lists the options.
+bench: $(VENV)/.bench-installed services
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
