@@ -159,3 +159,18 @@ class TestCancel:
         order = OrderFactory()
         with pytest.raises(OrderNotFound):
             services.order_cancel(order_id=order.pk, buyer=order.merchant)
+
+
+class TestStockReconciliation:
+    def test_units_held_by_orders_reconcile_and_drift_is_reported(self, buyer, funded_buyer_wallet, product, reconcile):
+        from django.core.management import CommandError
+
+        from catalog.models import Product
+
+        services.order_purchase_with_wallet(buyer=buyer, product_id=product.pk, quantity=4)
+        OrderFactory(quantity=2)  # PENDING, holding 2
+        assert "stock" in reconcile()
+
+        Product.objects.filter(pk=product.pk).update(available_units=7)  # 1 unit from nowhere
+        with pytest.raises(CommandError):
+            reconcile()
