@@ -12,7 +12,7 @@ from django.utils.html import format_html
 
 from paymentflow.api.exceptions import ApplicationError
 from wallets import services
-from wallets.models import JournalEntry, LedgerEntry, Wallet
+from wallets.models import JournalEntry, LedgerEntry, TopUp, Wallet
 
 RECENT_LEGS = 20
 LEG_FIELDS = ["created_at", "type", "delta", "balance_before", "balance_after", "sequence", "journal"]
@@ -206,3 +206,34 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Posted by")
     def created_by(self, obj):
         return obj.journal.created_by or "-"
+
+
+@admin.register(TopUp)
+class TopUpAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Card top-ups, read-only: they change only through Stripe's webhooks (wallets.topups)."""
+
+    list_display = ["created_at", "user", "amount", "currency", "status", "refund_required", "stripe_session_id"]
+    list_filter = ["status", "refund_required", "created_at"]
+    list_select_related = ["user"]
+    search_fields = ["user__email", "stripe_session_id", "stripe_payment_intent_id", "id"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at"]
+    fields = [
+        "id",
+        "user",
+        "wallet",
+        "amount",
+        "currency",
+        "status",
+        "failure_reason",
+        "stripe_session_id",
+        "stripe_payment_intent_id",
+        "checkout_url",
+        "checkout_expires_at",
+        "refund_required",
+        "stripe_refund_id",
+        "completed_at",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = fields

@@ -198,3 +198,57 @@ class LedgerEntry(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"{self.type} {self.delta:+} {self.currency} on {self.wallet_id}"
+
+
+class TopUp(models.Model):
+    """A wallet top-up by card through Stripe Checkout (`wallets.topups` holds its services).
+
+    PENDING until a signed webhook says the session is paid (COMPLETED: one DEPOSIT from
+    `stripe:clearing`, reference ("topup", id)), its payment failed (FAILED) or it expired
+    (EXPIRED). A payment that cannot be credited (wallet locked meanwhile, or the top-up no
+    longer PENDING) is refunded through Stripe: `refund_required` is set under the row lock
+    and cleared once `stripe_refund_id` is recorded.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        COMPLETED = "COMPLETED", "Completed"
+        FAILED = "FAILED", "Failed"
+        EXPIRED = "EXPIRED", "Expired"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="topups")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="topups")
+    amount = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3, default=default_currency)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stripe_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, default="")
+    checkout_url = models.TextField(blank=True, default="")
+    checkout_expires_at = models.DateTimeField()
+    failure_reason = models.CharField(max_length=255, blank=True, default="")
+    refund_required = models.BooleanField(default=False)
+    stripe_refund_id = models.CharField(max_length=255, blank=True, default="")
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "top-up"
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="topup_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(status="COMPLETED", completed_at__isnull=False)
+                | (~Q(status="COMPLETED") & Q(completed_at__isnull=True)),
+                name="topup_completed_at_iff_completed",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="COMPLETED") | Q(refund_required=False, stripe_refund_id=""),
+                name="topup_completed_never_refunded",
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "-created_at"], name="topup_user_created_idx")]
+
+    def __str__(self) -> str:
+        return f"Top-up {self.pk} {self.amount} {self.currency} {self.status}"

@@ -15,7 +15,7 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Count, Q, Sum
 
-from wallets.models import JournalEntry, LedgerEntry, Wallet
+from wallets.models import JournalEntry, LedgerEntry, SystemAccount, TopUp, Wallet
 
 BATCH_SIZE = 1000
 ZERO = Decimal("0.00")
@@ -156,6 +156,33 @@ def check_zero_sum(*, progress: Progress = _no_progress) -> list[Problem]:
     if users + systems != 0:
         return [Problem("zero-sum", f"user balances {users} + system balances {systems} = {users + systems}, not 0")]
     return []
+
+
+@reconciliation_check("topups")
+def check_topups(*, progress: Progress = _no_progress) -> list[Problem]:
+    """Each COMPLETED card top-up has exactly one DEPOSIT of its amount into its wallet from
+    `stripe:clearing` (reference ("topup", id)); no other top-up moved money."""
+    credited = {}
+    for reference_id, wallet_id, amount in LedgerEntry.objects.filter(
+        journal__reference_type="topup", type=LedgerEntry.Type.DEPOSIT, wallet__kind=Wallet.Kind.USER
+    ).values_list("journal__reference_id", "wallet_id", "amount"):
+        credited.setdefault(reference_id, []).append((wallet_id, amount))
+    clearing_legs = LedgerEntry.objects.filter(journal__reference_type="topup").exclude(
+        Q(wallet__kind=Wallet.Kind.USER) | Q(wallet__code=SystemAccount.STRIPE_CLEARING)
+    )
+    problems = [
+        Problem("topups", f"journal {journal_id}: a top-up leg on {code}, not {SystemAccount.STRIPE_CLEARING}")
+        for journal_id, code in clearing_legs.values_list("journal_id", "wallet__code")
+    ]
+    for pk, wallet_id, amount, status in TopUp.objects.values_list("pk", "wallet_id", "amount", "status").iterator():
+        legs = credited.pop(str(pk), [])
+        if status == TopUp.Status.COMPLETED and legs != [(wallet_id, amount)]:
+            problems.append(Problem("topups", f"top-up {pk} is COMPLETED but credited {legs}", str(wallet_id)))
+        elif status != TopUp.Status.COMPLETED and legs:
+            problems.append(Problem("topups", f"top-up {pk} is {status} but credited {legs}", str(wallet_id)))
+    for reference_id, legs in credited.items():
+        problems.append(Problem("topups", f"deposits {legs} refer to top-up {reference_id}, which does not exist"))
+    return problems
 
 
 def run_checks(*, progress: Progress = _no_progress) -> dict[str, list[Problem]]:

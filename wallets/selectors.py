@@ -5,7 +5,7 @@ from decimal import Decimal
 from django.db.models import QuerySet, Sum
 
 from accounts.models import User
-from wallets.models import LedgerEntry, SystemAccount, Wallet
+from wallets.models import LedgerEntry, SystemAccount, TopUp, Wallet
 
 
 def _money(value) -> Decimal:
@@ -42,3 +42,8 @@ def system_wallet_balances() -> dict[str, Decimal]:
     balances = {code.value: Decimal("0.00") for code in SystemAccount}
     balances.update({row["wallet__code"]: _money(row["total"]) for row in rows})
     return balances
+
+
+def topups_for(*, user: User) -> QuerySet[TopUp]:
+    """The user's card top-ups, newest first (one query per page: nothing is joined)."""
+    return TopUp.objects.filter(user=user).order_by("-created_at", "-pk")

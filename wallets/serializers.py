@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from paymentflow.api.serializers import MoneyField, StrictInputSerializer
-from wallets.models import LedgerEntry, Wallet
+from wallets.models import LedgerEntry, TopUp, Wallet
 
 
 class WalletSerializer(serializers.ModelSerializer):
@@ -50,3 +50,38 @@ class WalletMovementSerializer(serializers.Serializer):
 class AmountInputSerializer(StrictInputSerializer):
     amount = MoneyField()
     description = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
+
+
+class TopUpInputSerializer(StrictInputSerializer):
+    amount = MoneyField()
+
+
+class TopUpSerializer(serializers.ModelSerializer):
+    """A card top-up: `checkoutUrl` is where the buyer pays; the wallet is credited once
+    Stripe's signed webhook says the session is paid."""
+
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
+    stripe_session_id = serializers.CharField(read_only=True, allow_null=True)
+    checkout_url = serializers.CharField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = TopUp
+        fields = [
+            "id",
+            "amount",
+            "currency",
+            "status",
+            "checkout_url",
+            "stripe_session_id",
+            "checkout_expires_at",
+            "failure_reason",
+            "completed_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["checkout_url"] = data["checkout_url"] or None
+        return data

@@ -1,14 +1,17 @@
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
+from rest_framework import status
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from paymentflow.api.idempotency import idempotent
-from wallets import selectors, services
-from wallets.models import LedgerEntry
+from wallets import selectors, services, topups
+from wallets.models import LedgerEntry, TopUp
 from wallets.serializers import (
     AmountInputSerializer,
+    TopUpInputSerializer,
+    TopUpSerializer,
     TransactionSerializer,
     WalletMovementSerializer,
     WalletSerializer,
@@ -66,3 +69,23 @@ class TransactionListView(ListAPIView):
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return LedgerEntry.objects.none()
         return selectors.ledger_entries_for(user=self.request.user)
+
+
+@extend_schema(tags=["wallet"])
+class TopUpListCreateView(ListAPIView):
+    """`GET` the caller's card top-ups; `POST` starts one (Stripe Checkout)."""
+
+    serializer_class = TopUpSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return TopUp.objects.none()
+        return selectors.topups_for(user=self.request.user)
+
+    @extend_schema(request=TopUpInputSerializer, responses={201: TopUpSerializer})
+    @idempotent
+    def post(self, request):
+        data = TopUpInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        topup = topups.topup_create(user=request.user, amount=data.validated_data["amount"])
+        return Response(TopUpSerializer(topup).data, status=status.HTTP_201_CREATED)
