@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from webhooks import views
+
+urlpatterns = [
+    path("webhooks/stripe", views.StripeWebhookView.as_view(), name="stripe-webhook"),
+]
