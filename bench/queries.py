@@ -1,0 +1,139 @@
+"""Queries and in-process time per request, for each request the benchmark sends.
+
+    python -m bench.queries [--requests 200] [--profile purchase] [--sql purchase]
+
+Runs Django in this process (production settings, a fresh `paymentflow_bench_queries`
+database, Redis database 14) and sends requests through Django's test client: no HTTP,
+no gunicorn, no other clients. So the numbers are the application's own cost per request
+(framework + our code + the database round trips), the floor under what the benchmark
+measures. `--profile NAME` prints cProfile's top functions for one request type; `--sql NAME`
+prints the SQL statements of one request.
+"""
+
+import argparse
+import cProfile
+import os
+import pstats
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DBNAME = "paymentflow_bench_queries"
+ENV = {
+    "DJANGO_SETTINGS_MODULE": "paymentflow.settings.production",
+    "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+    "DJANGO_SECURE_SSL_REDIRECT": "0",
+    "DJANGO_ALLOWED_HOSTS": "testserver,127.0.0.1",
+    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DBNAME}",
+    "REDIS_URL": "redis://127.0.0.1:6379/14",
+    "AUTH_THROTTLE_RATE": "100000/minute",
+    "LOG_LEVEL": "WARNING",
+}
+
+
+def prepare_database() -> None:
+    import psycopg
+    import redis
+    from psycopg import sql
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DBNAME)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DBNAME)))
+    redis.Redis.from_url(ENV["REDIS_URL"], socket_timeout=5).flushdb()
+    env = {**os.environ, **ENV}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, stdout=-3)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.queries", description=__doc__.split("\n\n")[0])
+    p.add_argument("--requests", type=int, default=200, help="timed requests per type (default 200)")
+    p.add_argument("--profile", help="cProfile one request type (e.g. purchase)")
+    p.add_argument("--sql", help="print the SQL of one request type (e.g. purchase)")
+    args = p.parse_args(argv)
+
+    prepare_database()
+    os.environ.update(ENV)
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+
+    def post(path, body, token=None, status=200):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        resp = client.post(f"/api/v1{path}", body, content_type="application/json", headers=headers)
+        assert resp.status_code == status, (path, resp.status_code, resp.content[:300])
+        return resp.json()
+
+    password = "Tq7!vLm2#Rw9zPk"
+    buyer = post("/auth/register", {"email": "q-buyer@example.com", "password": password, "role": "USER"}, None, 201)
+    merchant = post("/auth/register", {"email": "q-merch@example.com", "password": password, "role": "MERCHANT"}, None, 201)
+    bt, mt = buyer["accessToken"], merchant["accessToken"]
+    for _ in range(3):
+        post("/wallet/deposit", {"amount": "10000"}, bt)
+    products = [
+        post("/products", {"name": f"q{i}", "price": "1.00", "availableUnits": 1_000_000}, mt, 201)["id"]
+        for i in range(20)
+    ]
+    auth = {"Authorization": f"Bearer {bt}"}
+    n = {"i": 0}
+
+    def purchase():
+        n["i"] += 1
+        body = {"productId": products[n["i"] % 20], "paymentMethod": "WALLET", "quantity": 1}
+        return client.post("/api/v1/orders", body, content_type="application/json", headers=auth), 201
+
+    requests = {
+        "me": lambda: (client.get("/api/v1/auth/me", headers=auth), 200),
+        "catalog-read": lambda: (client.get("/api/v1/products?page=1&limit=20"), 200),
+        "wallet-deposit": lambda: (
+            client.post("/api/v1/wallet/deposit", {"amount": "1.00"}, content_type="application/json", headers=auth),
+            200,
+        ),
+        "wallet-withdraw": lambda: (
+            client.post("/api/v1/wallet/withdraw", {"amount": "1.00"}, content_type="application/json", headers=auth),
+            200,
+        ),
+        "wallet-transactions": lambda: (client.get("/api/v1/wallet/transactions?page=1&limit=20", headers=auth), 200),
+        "purchase": purchase,
+    }
+
+    print(f"{'request':<20} {'queries':>7} {'ms/request':>10}   (in-process, single client, {args.requests} requests)")
+    for name, send in requests.items():
+        for _ in range(20):  # warm caches, connections, imports
+            resp, status = send()
+            assert resp.status_code == status, (name, resp.status_code, resp.content[:300])
+        with CaptureQueriesContext(connection) as captured:
+            send()
+        statements = list(captured.captured_queries)  # the next request resets the log
+        start = time.perf_counter()
+        for _ in range(args.requests):
+            send()
+        ms = (time.perf_counter() - start) * 1000 / args.requests
+        print(f"{name:<20} {len(statements):>7} {ms:>10.2f}")
+        if args.sql == name:
+            for q in statements:
+                print(f"    {q['time']}s  {q['sql'][:220]}")
+    if args.profile:
+        send = requests[args.profile]
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(args.requests):
+            send()
+        profiler.disable()
+        stats = pstats.Stats(profiler).sort_stats("cumulative")
+        stats.print_stats(35)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
