@@ -75,8 +75,12 @@ def main(argv=None) -> int:
         return resp.json()
 
     password = "Tq7!vLm2#Rw9zPk"
-    buyer = post("/auth/register", {"email": "q-buyer@example.com", "password": password, "role": "USER"}, None, 201)
-    merchant = post("/auth/register", {"email": "q-merch@example.com", "password": password, "role": "MERCHANT"}, None, 201)
+
+    def register(email: str, role: str) -> dict:
+        return post("/auth/register", {"email": email, "password": password, "role": role}, status=201)
+
+    buyer = register("q-buyer@example.com", "USER")
+    merchant = register("q-merchant@example.com", "MERCHANT")
     bt, mt = buyer["accessToken"], merchant["accessToken"]
     for _ in range(3):
         post("/wallet/deposit", {"amount": "10000"}, bt)
