@@ -1,10 +1,12 @@
+from datetime import timedelta
 from decimal import Decimal
 
 import factory
 from django.conf import settings
+from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
-from wallets.models import Wallet
+from wallets.models import TopUp, Wallet
 from wallets.services import wallet_deposit
 
 
@@ -28,3 +30,18 @@ def funded_wallet(*, user=None, amount: Decimal | str = "100.00") -> Wallet:
         wallet_deposit(wallet=wallet, amount=amount)
         wallet.refresh_from_db()
     return wallet
+
+
+class TopUpFactory(factory.django.DjangoModelFactory):
+    """A PENDING card top-up as `wallets.topups.topup_create` leaves it (no Stripe call)."""
+
+    class Meta:
+        model = TopUp
+
+    wallet = factory.SubFactory(WalletFactory)
+    user = factory.SelfAttribute("wallet.user")
+    amount = Decimal("25.00")
+    currency = factory.LazyFunction(lambda: settings.CURRENCY)
+    stripe_session_id = factory.Sequence(lambda n: f"cs_test_factory_{n}")
+    checkout_url = factory.LazyAttribute(lambda o: f"https://checkout.stripe.com/c/pay/{o.stripe_session_id}")
+    checkout_expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=30))

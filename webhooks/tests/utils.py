@@ -1,0 +1,24 @@
+"""Delivering signed Stripe events to our endpoint, the way Stripe does (shared by the
+webhook, top-up and gateway-order tests)."""
+
+from rest_framework.test import APIClient
+
+WEBHOOK_URL = "/api/v1/webhooks/stripe"
+
+
+def post_raw(body: bytes, signature: str | None, *, client: APIClient | None = None):
+    headers = {} if signature is None else {"HTTP_STRIPE_SIGNATURE": signature}
+    return (client or APIClient()).post(WEBHOOK_URL, data=body, content_type="application/json", **headers)
+
+
+def deliver(fake_stripe, event: dict, *, secret: str | None = None, timestamp: int | None = None):
+    """POST `event` signed with the endpoint secret (or `secret`) at `timestamp` (or now)."""
+    body, signature = fake_stripe.signed(event, secret=secret, timestamp=timestamp)
+    return post_raw(body, signature)
+
+
+def deliver_session_event(fake_stripe, type: str, session_id: str):  # noqa: A002 - Stripe's name
+    """Build the `type` event carrying the session's current state at the fake and deliver
+    it; returns (event, response)."""
+    event = fake_stripe.session_event(type, session_id)
+    return event, deliver(fake_stripe, event)
