@@ -378,9 +378,10 @@ class World:
         return [*self.spread, self.hot]
 
 
-async def call(client: httpx.AsyncClient, method: str, path: str, *, user: User | None = None, body=None):
+async def call(client: httpx.AsyncClient, method: str, path: str, *, user: User | None = None, body=None, parse=True):
     """One request: (status, error code or None, parsed body or None). A transport failure is
-    status 0 with the exception's name as its code, never an exception."""
+    status 0 with the exception's name as its code, never an exception. With parse=False a
+    success's body is not decoded (the client's CPU is the server's CPU on one machine)."""
     try:
         resp = await client.request(method, f"{API}{path}", json=body, headers=user.auth if user else None)
     except httpx.TimeoutException as exc:
@@ -388,8 +389,9 @@ async def call(client: httpx.AsyncClient, method: str, path: str, *, user: User 
     except httpx.HTTPError as exc:
         return TRANSPORT_STATUS, f"CONNECTION_ERROR ({type(exc).__name__})", None
     data = None
-    with contextlib.suppress(ValueError):
-        data = resp.json()
+    if parse or resp.status_code >= 400:
+        with contextlib.suppress(ValueError):
+            data = resp.json()
     code = data.get("code") if resp.status_code >= 400 and isinstance(data, dict) else None
     return resp.status_code, code, data
 
@@ -540,13 +542,15 @@ def _wallet_mixed_op(world: World):
         if roll < 0.6:
             kind = "deposit" if roll < 0.3 else "withdraw"
             amount = (Decimal(rng.randint(100, 5000)) / 100).quantize(CENT)
-            status, code, _ = await call(client, "POST", f"/wallet/{kind}", user=user, body={"amount": str(amount)})
+            status, code, _ = await call(
+                client, "POST", f"/wallet/{kind}", user=user, body={"amount": str(amount)}, parse=False
+            )
             if status == 200:
                 tally.expected_balance[user.id] += amount if kind == "deposit" else -amount
             elif status == TRANSPORT_STATUS or status >= 500:
                 tally.unknown_outcomes += 1
             return status, code
-        status, code, _ = await call(client, "GET", "/wallet/transactions?page=1&limit=20", user=user)
+        status, code, _ = await call(client, "GET", "/wallet/transactions?page=1&limit=20", user=user, parse=False)
         return status, code
 
     return op
@@ -556,7 +560,7 @@ def _catalog_op(world: World):
     pages = max(1, min(3, math.ceil(len(world.products) / 20)))
 
     async def op(client, i, rng):
-        status, code, _ = await call(client, "GET", f"/products?page={rng.randint(1, pages)}&limit=20")
+        status, code, _ = await call(client, "GET", f"/products?page={rng.randint(1, pages)}&limit=20", parse=False)
         return status, code
 
     return op
@@ -564,7 +568,7 @@ def _catalog_op(world: World):
 
 def _me_op(world: World):
     async def op(client, i, rng):
-        status, code, _ = await call(client, "GET", "/auth/me", user=world.buyers[i])
+        status, code, _ = await call(client, "GET", "/auth/me", user=world.buyers[i], parse=False)
         return status, code
 
     return op
@@ -758,9 +762,10 @@ def parse_args(argv=None):
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario (default 10)")
     p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per scenario, not measured (default 2)")
     p.add_argument("--quick", action="store_true", help="a small run: 8 clients, 3 s (+1 s warm-up) per scenario")
-    p.add_argument("--workers", type=int, default=4, help="gunicorn workers (default 4)")
+    # 3 x gthread x 2 did best of the shapes tried on 2 cores (docs/PERFORMANCE.md).
+    p.add_argument("--workers", type=int, default=3, help="gunicorn workers (default 3)")
     p.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"], help="default gthread")
-    p.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default 4)")
+    p.add_argument("--threads", type=int, default=2, help="threads per gthread worker (default 2)")
     p.add_argument("--target", help="drive an already running server at this URL (127.0.0.1 only)")
     p.add_argument(
         "--db-name", default="paymentflow_bench", help="database the bench recreates (default paymentflow_bench)"
