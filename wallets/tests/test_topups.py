@@ -143,17 +143,24 @@ def test_stripe_down_is_502_and_the_top_up_is_failed(fake_stripe, buyer_client, 
     reconcile()
 
 
-def test_stripe_down_under_an_idempotency_key_leaves_nothing_and_the_key_can_be_retried(fake_stripe, buyer_client):
-    """With a key the request is one transaction: a 502 is not stored and rolls back, so the
-    client's retry with the same key makes the top-up once Stripe is back."""
+def test_stripe_down_under_an_idempotency_key_is_not_stored_so_the_key_can_be_retried(fake_stripe, buyer_client):
+    """A 502 is not stored under the key: the client's retry with the same key gets a fresh
+    attempt once Stripe is back, and from then on the 201 is replayed."""
     fake_stripe.fail_next(1, status=500)
 
     failed = buyer_client.post(URL, {"amount": "5.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k1")
     retried = buyer_client.post(URL, {"amount": "5.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    replayed = buyer_client.post(URL, {"amount": "5.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k1")
 
     assert failed.status_code == 502 and failed.json()["code"] == "GATEWAY_ERROR"
     assert retried.status_code == 201 and retried.json()["status"] == "PENDING"
-    assert TopUp.objects.count() == 1
+    assert replayed.status_code == 201 and replayed.content == retried.content
+    assert TopUp.objects.filter(status=TopUp.Status.PENDING).count() == 1
+    assert not TopUp.objects.exclude(status__in=[TopUp.Status.PENDING, TopUp.Status.FAILED]).exists()
+    assert (
+        len([c for c in fake_stripe.calls("POST", SESSIONS) if c.idempotency_key == f"topup-{retried.json()['id']}"])
+        == 1
+    )
 
 
 # --- webhooks ---------------------------------------------------------------------------------
