@@ -49,3 +49,15 @@ def held_units_by_product() -> dict:
         .order_by()
     )
     return {row["product_id"]: row["units"] for row in rows}
+
+
+# --- which idempotent requests call Stripe between transactions (paymentflow.api.idempotency) --
+
+
+def is_gateway_purchase_request(request, **_) -> bool:
+    data = request.data
+    return isinstance(data, dict) and data.get("payment_method") == Order.PaymentMethod.GATEWAY
+
+
+def is_gateway_refund_request(request, *, pk, **_) -> bool:
+    return Order.objects.filter(pk=pk, payment_method=Order.PaymentMethod.GATEWAY).exists()

@@ -41,7 +41,7 @@ class OrderListCreateView(ListAPIView):
         responses={201: OrderSerializer},
         tags=["orders"],
     )
-    @idempotent
+    @idempotent(multi_step=selectors.is_gateway_purchase_request)
     def post(self, request):
         data = OrderCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -79,7 +79,7 @@ class OrderRefundView(APIView):
         responses={200: OrderSerializer},
         tags=["orders"],
     )
-    @idempotent
+    @idempotent(multi_step=selectors.is_gateway_refund_request)
     def post(self, request, pk):
         data = OrderRefundInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -83,7 +83,7 @@ class TopUpListCreateView(ListAPIView):
         return selectors.topups_for(user=self.request.user)
 
     @extend_schema(request=TopUpInputSerializer, responses={201: TopUpSerializer})
-    @idempotent
+    @idempotent(multi_step=True)  # a Stripe call sits between its two transactions
     def post(self, request):
         data = TopUpInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

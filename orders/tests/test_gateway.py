@@ -85,18 +85,26 @@ class TestCreate:
         assert order.status == Order.Status.FAILED and order.failure_reason
         reconcile()
 
-    def test_stripe_down_with_an_idempotency_key_leaves_no_order(self, fake_stripe, buyer_client, product):
+    def test_stripe_down_with_an_idempotency_key_releases_and_allows_a_retry(self, fake_stripe, buyer_client, product):
         fake_stripe.down = True
         response = buyer_client.post(
             ORDERS, {"productId": str(product.pk), "paymentMethod": "GATEWAY"}, HTTP_IDEMPOTENCY_KEY="k1"
         )
         error(response, 502, "GATEWAY_ERROR")
-        assert stock(product) == 10 and not Order.objects.exists()
+        # The reservation committed before the Stripe call (no lock is held across it), so
+        # it is released rather than rolled back: the order stays as a FAILED record.
+        assert stock(product) == 10
+        assert Order.objects.get().status == Order.Status.FAILED
         fake_stripe.down = False  # the 502 was not stored: the same key may be retried
         response = buyer_client.post(
             ORDERS, {"productId": str(product.pk), "paymentMethod": "GATEWAY"}, HTTP_IDEMPOTENCY_KEY="k1"
         )
         assert response.status_code == 201 and stock(product) == 9
+        replay = buyer_client.post(
+            ORDERS, {"productId": str(product.pk), "paymentMethod": "GATEWAY"}, HTTP_IDEMPOTENCY_KEY="k1"
+        )
+        assert replay.content == response.content and replay["Idempotent-Replayed"] == "true"
+        assert len(fake_stripe.calls("POST", "/v1/checkout/sessions")) == 2  # the refused one, the good one
 
 
 @pytest.mark.django_db
