@@ -588,7 +588,7 @@ def scenario_op(name: str, world: World):
     raise ValueError(name)
 
 
-async def run_scenario(name, client, world, args, meter: ResourceMeter) -> ScenarioSummary:
+async def run_scenario(name, pool: list[httpx.AsyncClient], world, args, meter: ResourceMeter) -> ScenarioSummary:
     expect = SCENARIOS[name]
     if name in PURCHASES and not world.orders_available:
         summary = summarize(name, [], seconds=0, clients=args.clients, expect=expect)
@@ -610,7 +610,7 @@ async def run_scenario(name, client, world, args, meter: ResourceMeter) -> Scena
             if t0 >= measure_from and not measured["started"]:
                 measured["started"] = True
                 meter.start()
-            status, code = await op(client, i, rng)
+            status, code = await op(pool[i % len(pool)], i, rng)
             if t0 >= measure_from:
                 samples.append(Sample((time.perf_counter() - t0) * 1000, status, code))
 
@@ -766,6 +766,12 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=3, help="gunicorn workers (default 3)")
     p.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"], help="default gthread")
     p.add_argument("--threads", type=int, default=2, help="threads per gthread worker (default 2)")
+    p.add_argument(
+        "--pool",
+        default="per-client",
+        choices=["per-client", "shared"],
+        help="an httpx client (one connection) per simulated client, or one shared pool of --clients connections",
+    )
     p.add_argument("--target", help="drive an already running server at this URL (127.0.0.1 only)")
     p.add_argument(
         "--db-name", default="paymentflow_bench", help="database the bench recreates (default paymentflow_bench)"
@@ -801,7 +807,20 @@ def parse_args(argv=None):
 
 async def drive(base_url: str, args, server: Server | None) -> tuple[list[ScenarioSummary], list[Check], World]:
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT)
+        )
+        if args.pool == "shared":
+            pool = [client]
+        else:  # one keep-alive connection per simulated client, as a real client would hold
+            one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            pool = [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(base_url=base_url, limits=one, timeout=REQUEST_TIMEOUT)
+                )
+                for _ in range(args.clients)
+            ]
         world = await setup(client, args)
         summaries = []
         meter = ResourceMeter(server)
@@ -810,7 +829,7 @@ async def drive(base_url: str, args, server: Server | None) -> tuple[list[Scenar
                 f"[run] {name}: {args.clients} clients, {args.warmup:g} s warm-up + {args.duration:g} s",
                 flush=True,
             )
-            summary = await run_scenario(name, client, world, args, meter)
+            summary = await run_scenario(name, pool, world, args, meter)
             summaries.append(summary)
             r = summary.resources
             if summary.requests:
