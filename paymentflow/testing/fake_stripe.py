@@ -18,7 +18,8 @@ parameters it is a 400 `idempotency_error`. Every request is recorded (`requests
 What the buyer does at Checkout is simulated by `mark_paid`, `mark_expired`,
 `mark_completed_unpaid`, `mark_async_succeeded` and `mark_async_failed`; webhooks for it
 are built with `build_event` / `session_event` and signed with the real scheme
-(`sign_payload`, `signed`). Failures: `fail_next`, `down`, `stall_next`.
+(`sign_payload`, `signed`). Failures: `fail_next` (any endpoint or one path), `down`,
+`stall_next`; `on_next_request` runs a test's hook while a request is in flight.
 
 Injected failures are not stored under the idempotency key (the request "never ran"),
 so the SDK's retries, or ours with the same key, succeed once the fake is healthy again.
@@ -36,7 +37,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -206,16 +207,28 @@ class FakeStripe:
             self._idempotent: dict[str, tuple[str, int, dict[str, Any]]] = {}
             self._refunded: dict[str, int] = {}
             self._payment_intent_data: dict[str, dict[str, Any]] = {}  # by session id
-            self._failures: list[tuple[int, str]] = []
+            self._failures: list[tuple[int, str, str | None]] = []
+            self._hooks: list[tuple[str, Callable[[], Any]]] = []
+            self.hook_results: list[Any] = []
             self._stalls: list[float] = []
             self.down = False
             self.down_status = 500
 
     # -- failure injection
-    def fail_next(self, n: int = 1, status: int = 500, *, message: str = "An unknown error occurred") -> None:
-        """The next `n` requests (any endpoint) answer `status` with a Stripe error body."""
+    def fail_next(
+        self, n: int = 1, status: int = 500, *, message: str = "An unknown error occurred", path: str | None = None
+    ) -> None:
+        """The next `n` requests answer `status` with a Stripe error body: any endpoint, or
+        only those whose path starts with `path` (e.g. "/v1/refunds")."""
         with self._lock:
-            self._failures.extend([(status, message)] * n)
+            self._failures.extend([(status, message, path)] * n)
+
+    def on_next_request(self, path: str, hook: Callable[[], Any]) -> None:
+        """Run `hook()` in the server's thread when the next request whose path starts with
+        `path` arrives, before it is handled: e.g. to look at the database while our code
+        waits for Stripe. What it returns or raises is appended to `hook_results`."""
+        with self._lock:
+            self._hooks.append((path, hook))
 
     def stall_next(self, n: int = 1, seconds: float = 1.0) -> None:
         """The next `n` requests are handled (objects ARE created) but their responses are
@@ -296,14 +309,16 @@ class FakeStripe:
         split = urlsplit(raw_path)
         path = split.path
         params = parse_form(body if method == "POST" else split.query)
+        self._run_hook(path)
         with self._lock:
             self.requests.append(RecordedRequest(method, path, params, headers, client))
             stall = self._stalls.pop(0) if self._stalls else 0.0
             try:
                 if headers.get("authorization") != f"Bearer {self.api_key}":
                     raise StripeHTTPError(401, "Invalid API Key provided.")
-                if self._failures or self.down:
-                    status, message = self._failures.pop(0) if self._failures else (self.down_status, "Stripe is down")
+                failure = self._take_failure(path)
+                if failure or self.down:
+                    status, message = failure or (self.down_status, "Stripe is down")
                     raise StripeHTTPError(status, message, type="api_error")
                 key = headers.get("idempotency-key") if method == "POST" else None
                 fingerprint = json.dumps([method, path, params], sort_keys=True)
@@ -329,6 +344,26 @@ class FakeStripe:
                 return status, payload, {}, stall
             except StripeHTTPError as exc:
                 return exc.status, exc.body, {}, stall
+
+    def _take_failure(self, path: str) -> tuple[int, str] | None:
+        for index, (status, message, prefix) in enumerate(self._failures):
+            if prefix is None or path.startswith(prefix):
+                del self._failures[index]
+                return status, message
+        return None
+
+    def _run_hook(self, path: str) -> None:
+        with self._lock:
+            index = next((i for i, (prefix, _) in enumerate(self._hooks) if path.startswith(prefix)), None)
+            if index is None:
+                return
+            _, hook = self._hooks.pop(index)
+        try:  # outside the lock: the hook may take its time
+            result = hook()
+        except Exception as exc:  # noqa: BLE001 - handed to the test as is
+            result = exc
+        with self._lock:
+            self.hook_results.append(result)
 
     def _route(self, method: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
         parts = path.strip("/").split("/")
