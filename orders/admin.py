@@ -21,6 +21,7 @@ FIELDS = [
     "stripe_session_id",
     "stripe_payment_intent_id",
     "stripe_refund_id",
+    "refund_required",
     "checkout_url",
     "checkout_expires_at",
     "failure_reason",
@@ -37,7 +38,7 @@ FIELDS = [
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     list_display = ["id", "created_at", "status", "payment_method", "user", "merchant", "product", "quantity", "amount"]
-    list_filter = ["status", "payment_method", "created_at"]
+    list_filter = ["status", "payment_method", "refund_required", "created_at"]
     list_select_related = ["user", "merchant", "product"]
     search_fields = ["=id", "user__email", "merchant__email", "=stripe_session_id", "=stripe_payment_intent_id"]
     date_hierarchy = "created_at"

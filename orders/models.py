@@ -5,7 +5,8 @@ changes `status`):
 
     PENDING ──► COMPLETED ──► REFUNDED
        │
-       ├──► FAILED      (gateway payment failed / Stripe unreachable; stock released)
+       ├──► FAILED      (gateway payment failed / Stripe unreachable / paid but the
+       │                 merchant's wallet is locked: refunded; stock released)
        └──► CANCELLED   (buyer cancel, session expired, expire_pending_orders; stock released)
 
 A WALLET order is born COMPLETED (one transaction); a GATEWAY order is born PENDING with
@@ -64,6 +65,11 @@ class Order(models.Model):
     checkout_url = models.URLField(max_length=2048, null=True, blank=True)
     checkout_expires_at = models.DateTimeField(null=True, blank=True)
     stripe_refund_id = models.CharField(max_length=255, null=True, blank=True)
+    # A payment that was not applied (it arrived for a CANCELLED / FAILED order, or the
+    # merchant's wallet was locked) must go back to the card: set under the order lock,
+    # cleared when the Stripe refund is recorded in `stripe_refund_id`
+    # (`orders.services.order_refund_unapplied_payment`).
+    refund_required = models.BooleanField(default=False)
     # Set when a gateway refund has debited the merchant and the Stripe refund is not yet
     # confirmed: the money is held, a retry resumes the refund instead of debiting again.
     refund_requested_at = models.DateTimeField(null=True, blank=True)
@@ -92,6 +98,11 @@ class Order(models.Model):
                 name="order_status_valid",
             ),
             models.CheckConstraint(condition=Q(payment_method__in=["WALLET", "GATEWAY"]), name="order_method_valid"),
+            models.CheckConstraint(
+                condition=Q(refund_required=False)
+                | Q(status__in=["FAILED", "CANCELLED"], payment_method="GATEWAY", stripe_refund_id__isnull=True),
+                name="order_refund_required_only_unapplied",
+            ),
         ]
         indexes = [
             models.Index(fields=["user", "-created_at", "-id"], name="order_buyer_history_idx"),

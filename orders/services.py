@@ -11,8 +11,11 @@ transaction).
 
 The three services the Stripe webhook dispatcher calls are
 `order_gateway_payment_succeeded`, `order_gateway_payment_failed` and
-`order_gateway_session_expired`: each locks the order row, is a no-op when the order has
-already left PENDING, and never moves money twice.
+`order_gateway_session_expired`: each is one transaction under the order row lock, is a
+no-op when the order has already left PENDING, never moves money twice and never calls
+Stripe. A payment that cannot be applied (late, or the merchant's wallet is locked) is
+only marked `refund_required` there; `order_refund_unapplied_payment` refunds it with no
+lock held, called by the dispatcher after its transaction commits.
 """
 
 import logging
@@ -35,6 +38,7 @@ from orders.exceptions import (
 from orders.models import Order
 from paymentflow import gateway
 from paymentflow.db import atomic_with_retry
+from wallets.exceptions import WalletLocked
 from wallets.models import LedgerEntry, SystemAccount, Wallet
 from wallets.services import wallet_get_or_create, wallet_settle, wallet_transfer
 
@@ -162,7 +166,7 @@ def order_purchase_with_gateway(*, buyer: User, product_id: UUID, quantity: int 
     No key: GatewayNotConfigured (503) before anything is reserved. A GatewayError
     releases the reservation (order FAILED, stock back) and is re-raised (502). A timeout
     does not prove Stripe made nothing: a payment that still arrives for the FAILED order
-    is refunded by `order_gateway_payment_succeeded`.
+    is marked by `order_gateway_payment_succeeded` and refunded (`order_refund_unapplied_payment`).
     """
     if not gateway.is_configured():
         raise gateway.GatewayNotConfigured()
@@ -223,15 +227,28 @@ def _expire_session_or_complete(order: Order, *, refuse: type[Exception] | None)
     if session.status != "complete":
         return True
     if session.is_paid:
-        order_gateway_payment_succeeded(
+        order = order_gateway_payment_succeeded(
             order_id=order.id, session_id=session.id, payment_intent_id=session.payment_intent_id
         )
+        if order.refund_required:
+            _refund_unapplied_payment_or_leave_it(order)
         if refuse is not None:
-            raise refuse("The order was paid before it could be cancelled.")
+            if order.status == Status.COMPLETED:
+                raise refuse("The order was paid before it could be cancelled.")
+            raise refuse("The order was paid but could not be completed; the payment is refunded.")
         return False
     if refuse is not None:
         raise refuse("The payment for this order is being processed; it cannot be cancelled now.")
     return False
+
+
+def _refund_unapplied_payment_or_leave_it(order: Order) -> None:
+    """Refund now, no lock held; if Stripe fails, the order stays `refund_required` and the
+    paid session's webhook (which Stripe delivers, and retries, in any case) finishes it."""
+    try:
+        order_refund_unapplied_payment(order_id=order.pk)
+    except gateway.GatewayError as exc:
+        logger.warning("Order %s: refund of the unapplied payment failed (%s); left to the webhook", order.pk, exc)
 
 
 def order_cancel(*, order_id, buyer: User) -> Order:
@@ -277,78 +294,120 @@ def pending_orders_to_expire(*, now=None) -> list:
 # --- webhook-facing services (called by webhooks' dispatcher) ------------------------------
 
 
+def late_payment_refund_idempotency_key(order: Order) -> str:
+    """The Stripe idempotency key of an order's unapplied-payment refund (unchanged since
+    it served late payments only, so a refund attempted before and retried after a deploy
+    still finds the first one)."""
+    return f"late-payment-refund-{order.pk}"
+
+
 @atomic_with_retry
-def _apply_gateway_payment(*, order_id, session_id: str, payment_intent_id: str | None) -> tuple[Order, bool]:
-    """(order, refund_needed). PENDING → COMPLETED with the merchant credited; a payment
-    for an order whose stock was already released needs a refund (done after commit)."""
+def order_gateway_payment_succeeded(*, order_id, session_id: str, payment_intent_id: str | None) -> Order:
+    """A Checkout Session of the order was paid (checkout.session.completed with
+    payment_status=paid, or checkout.session.async_payment_succeeded). Database only: one
+    transaction under the order lock, Stripe is never called here.
+
+    - PENDING → COMPLETED, the merchant credited REVENUE against `stripe:clearing` (one
+      journal entry, reference ("order", id)).
+    - PENDING but the merchant's wallet is locked (a locked wallet refuses every credit):
+      → FAILED with a `failure_reason`, the units back in stock, `refund_required`.
+    - CANCELLED / FAILED (a late payment: the units were already released):
+      `refund_required`, unless already refunded.
+    - COMPLETED / REFUNDED: no-op (a duplicate or a second event for the session).
+
+    A returned order with `refund_required` must then be refunded with
+    `order_refund_unapplied_payment`, with no lock held: the webhook dispatcher does it
+    after its transaction commits, the buyer's cancel and the expiry right after this.
+    """
     order = _lock_order(order_id)
     if order.payment_method != Method.GATEWAY:
         logger.error("Gateway payment %s reported for WALLET order %s; ignored", session_id, order.pk)
-        return order, False
+        return order
     if order.stripe_session_id and session_id and order.stripe_session_id != session_id:
         logger.warning("Order %s paid through session %s, recorded %s", order.pk, session_id, order.stripe_session_id)
-    if order.status == Status.PENDING:
-        wallet_settle(
-            wallet=_user_wallets(order.merchant_id)[order.merchant_id],
-            account=SystemAccount.STRIPE_CLEARING,
-            delta=order.amount,
-            type=LedgerEntry.Type.REVENUE,
-            reference_type=REFERENCE_TYPE,
-            reference_id=str(order.pk),
-            description=f"Order {order.pk} paid by card"[:255],
-        )
-        fields = {"stripe_payment_intent_id": payment_intent_id}
-        if not order.stripe_session_id:
-            fields["stripe_session_id"] = session_id
-        return _transition(order, Status.COMPLETED, **fields), False
     if order.status in (Status.COMPLETED, Status.REFUNDED):
-        return order, False  # already applied: a duplicate or late event
-    # CANCELLED / FAILED: the buyer paid for units we no longer hold. Refund it.
+        return order  # already applied: a duplicate or late event
     fields = {}
     if payment_intent_id and not order.stripe_payment_intent_id:
         fields["stripe_payment_intent_id"] = payment_intent_id
     if session_id and not order.stripe_session_id:
         fields["stripe_session_id"] = session_id
-    if fields:
-        for name, value in fields.items():
-            setattr(order, name, value)
-        order.save(update_fields=[*fields, "updated_at"])
-    return order, order.stripe_refund_id is None
+    if order.status == Status.PENDING:
+        try:
+            wallet_settle(  # a savepoint: refused, it leaves nothing behind, not even the wallet's lock
+                wallet=_user_wallets(order.merchant_id)[order.merchant_id],
+                account=SystemAccount.STRIPE_CLEARING,
+                delta=order.amount,
+                type=LedgerEntry.Type.REVENUE,
+                reference_type=REFERENCE_TYPE,
+                reference_id=str(order.pk),
+                description=f"Order {order.pk} paid by card"[:255],
+            )
+        except WalletLocked:
+            logger.warning("Order %s paid but the merchant's wallet is locked: failing and refunding it", order.pk)
+            product_return_units(product_id=order.product_id, quantity=order.quantity)
+            fields["failure_reason"] = "Paid, but the merchant's wallet is locked and cannot be credited; refunded."
+            return _transition(order, Status.FAILED, **_with_refund_required(order, fields))
+        return _transition(order, Status.COMPLETED, **fields)
+    # CANCELLED / FAILED: the buyer paid for units we no longer hold.
+    if order.stripe_refund_id is None and not order.refund_required:
+        logger.warning("Late payment for %s order %s: refunding it", order.status, order.pk)
+        fields = _with_refund_required(order, fields)
+    return _set(order, **fields) if fields else order
 
 
-def order_gateway_payment_succeeded(*, order_id, session_id: str, payment_intent_id: str | None) -> Order:
-    """A Checkout Session of the order was paid (checkout.session.completed with
-    payment_status=paid, or checkout.session.async_payment_succeeded).
+def _with_refund_required(order: Order, fields: dict) -> dict:
+    """`fields` plus `refund_required`, when there is a payment intent Stripe can refund."""
+    if fields.get("stripe_payment_intent_id") or order.stripe_payment_intent_id:
+        return {**fields, "refund_required": True}
+    logger.error("Unapplied payment for order %s has no payment intent; refund it by hand", order.pk)
+    return fields
 
-    PENDING → COMPLETED, the merchant credited REVENUE against `stripe:clearing` (one
-    journal entry, reference ("order", id)). COMPLETED / REFUNDED: no-op. CANCELLED /
-    FAILED (a late payment): refunded at Stripe after the commit, with no lock held, with
-    the idempotency key `late-payment-refund-<order id>`; the refund id is recorded, so a
-    second delivery does nothing. A GatewayError propagates (the dispatcher answers 5xx
-    and Stripe retries the event).
+
+def order_refund_unapplied_payment(*, order_id) -> Order:
+    """Refund through Stripe a payment that was not applied (`refund_required`): a late
+    payment for a CANCELLED / FAILED order, or one the locked merchant wallet refused.
+
+    Call with no transaction open: Stripe is called with no lock held. Safe to repeat and
+    to run twice at once: the idempotency key is derived from the order
+    (`late-payment-refund-<id>`), and the refund id is recorded under the order lock. Raises
+    GatewayError when Stripe fails (the order stays `refund_required`; a retry refunds it).
     """
-    order, refund_needed = _apply_gateway_payment(
-        order_id=order_id, session_id=session_id, payment_intent_id=payment_intent_id
-    )
-    if not refund_needed:
-        return order
-    intent = order.stripe_payment_intent_id
-    if not intent:
-        logger.error("Late payment for %s order %s has no payment intent; refund it by hand", order.status, order.pk)
+    order = Order.objects.filter(pk=order_id).first()
+    if order is None:
+        raise OrderNotFound()
+    if not order.refund_required or order.stripe_refund_id:
         return order
     refund = gateway.create_refund(
-        payment_intent_id=intent,
-        idempotency_key=f"late-payment-refund-{order.pk}",
+        payment_intent_id=order.stripe_payment_intent_id,
+        idempotency_key=late_payment_refund_idempotency_key(order),
         reason="requested_by_customer",
-        metadata={"order_id": str(order.pk), "cause": "late_payment"},
+        metadata={"order_id": str(order.pk), "cause": "payment_not_applied"},
     )
-    Order.objects.filter(pk=order.pk, stripe_refund_id__isnull=True).update(
-        stripe_refund_id=refund.id, updated_at=timezone.now()
-    )
-    order.refresh_from_db()
-    logger.warning(
-        "Late payment for %s order %s (payment intent %s) refunded: %s", order.status, order.pk, intent, refund.id
-    )
+    return _record_unapplied_payment_refund(order_id=order.pk, refund_id=refund.id)
+
+
+@atomic_with_retry
+def _record_unapplied_payment_refund(*, order_id, refund_id: str) -> Order:
+    order = _lock_order(order_id)
+    if order.refund_required and not order.stripe_refund_id:
+        order = _set(order, refund_required=False, stripe_refund_id=refund_id)
+        logger.warning(
+            "Unapplied payment for %s order %s (payment intent %s) refunded: %s",
+            order.status,
+            order.pk,
+            order.stripe_payment_intent_id,
+            refund_id,
+        )
+    return order
+
+
+def _set(order: Order, **fields) -> Order:
+    """Write some columns of a locked order that do not change its status."""
+    fields["updated_at"] = timezone.now()
+    for name, value in fields.items():
+        setattr(order, name, value)
+    order.save(update_fields=list(fields))
     return order
 
 

@@ -7,6 +7,7 @@
 | checkout.session.async_payment_succeeded     | order_gateway_payment_succeeded  | topup_payment_succeeded  |
 | checkout.session.async_payment_failed        | order_gateway_payment_failed     | topup_payment_failed     |
 | checkout.session.expired                     | order_gateway_session_expired    | topup_session_expired    |
+| after the commit, when left `refund_required` | order_refund_unapplied_payment  | topup_refund_unapplied_payment |
 
 Any other type, and sessions that are not ours (no `kind` / `reference_id` in their
 metadata, or a reference we do not know: another integration on the same Stripe
@@ -14,9 +15,11 @@ account), are acknowledged and IGNORED.
 
 `dispatch` runs inside the event's transaction (`webhooks.services`), under its row lock;
 the services it calls take their own row locks (order / top-up) and are idempotent.
-Anything that must call Stripe (refunding a payment that could not be credited) is
-returned in `Outcome.after_commit` and run by the caller once the transaction committed,
-so no lock is held while Stripe is called.
+None of them calls Stripe. A paid session that could not be applied (a late payment for
+a cancelled / failed order or top-up, a locked wallet, a lowered deposit limit) leaves
+its order / top-up `refund_required`; `_applied`, shared by both kinds, then returns the
+refund in `Outcome.after_commit`, run by the caller once the transaction committed, so no
+lock is held while Stripe is called.
 """
 
 import logging
@@ -81,14 +84,11 @@ def _topup(action: str, topup_id: uuid.UUID, session: CheckoutSession) -> Outcom
             amount=session.amount_total,
             currency=session.currency,
         )
-        if topup.refund_required:
-            refund = partial(topups.topup_refund_unapplied_payment, topup_id=topup_id)
-            return Outcome(True, f"topup {topup_id} paid but not creditable: refunding", [refund])
     elif action == FAILED:
         topup = topups.topup_payment_failed(topup_id=topup_id, session_id=session.id)
     else:
         topup = topups.topup_session_expired(topup_id=topup_id, session_id=session.id)
-    return Outcome(True, f"topup {topup_id} {action}: now {topup.status}")
+    return _applied("topup", topup, action, refund=partial(topups.topup_refund_unapplied_payment, topup_id=topup_id))
 
 
 def _order(action: str, order_id: uuid.UUID, session: CheckoutSession) -> Outcome:
@@ -105,4 +105,15 @@ def _order(action: str, order_id: uuid.UUID, session: CheckoutSession) -> Outcom
         order = services.order_gateway_payment_failed(order_id=order_id, reason="The card payment failed.")
     else:
         order = services.order_gateway_session_expired(order_id=order_id)
-    return Outcome(True, f"order {order_id} {action}: now {order.status}")
+    return _applied("order", order, action, refund=partial(services.order_refund_unapplied_payment, order_id=order_id))
+
+
+def _applied(kind: str, target, action: str, *, refund: Callable[[], Any]) -> Outcome:
+    """The outcome of an event applied to a top-up or an order (`target`, as its service
+    returned it under its row lock). A payment it could not apply left it
+    `refund_required`: the Stripe `refund` is then run by the caller after the commit, with
+    no lock held, and the event is PROCESSED only once it succeeded."""
+    if target.refund_required:
+        note = f"{kind} {target.pk} {action}: now {target.status}, payment not applied: refunding"
+        return Outcome(True, note, [refund])
+    return Outcome(True, f"{kind} {target.pk} {action}: now {target.status}")

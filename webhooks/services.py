@@ -13,7 +13,7 @@
       4. Stripe calls the handlers asked for (refunding a payment that could not be
          credited) run after the commit, with no lock held. Until they succeed the event
          stays RECEIVED (its database effect committed, the refund decision recorded on the
-         top-up), so a crash or a Stripe failure in between leaves it to be handled again;
+         order or top-up as `refund_required`), so a crash or a Stripe failure in between leaves it to be handled again;
          the refund's idempotency key makes that safe.
 
 A handler error is logged, the event is marked FAILED with the error (the handler's

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import IntegrityError, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -18,7 +19,7 @@ from orders.tests.utils import balance, books, error, order_legs, stock
 from paymentflow.gateway import GatewayError, GatewayNotConfigured
 from wallets.models import JournalEntry, Wallet
 from wallets.selectors import system_wallet_balances
-from wallets.services import wallet_withdraw
+from wallets.services import wallet_set_locked, wallet_withdraw
 
 D = Decimal
 ORDERS = "/api/v1/orders"
@@ -170,12 +171,22 @@ class TestWebhookServices:
         session = fake_stripe.mark_paid(body["stripeSessionId"])  # paid at Stripe...
         services.order_gateway_session_expired(order_id=body["id"])  # ...but we released the stock first
 
-        for _ in range(2):  # the event delivered twice
-            order = services.order_gateway_payment_succeeded(
-                order_id=body["id"], session_id=session["id"], payment_intent_id=session["payment_intent"]
-            )
+        order = services.order_gateway_payment_succeeded(
+            order_id=body["id"], session_id=session["id"], payment_intent_id=session["payment_intent"]
+        )
+        # Under the order lock only the decision is recorded: Stripe is not called there.
+        assert order.status == Order.Status.CANCELLED and order.refund_required and order.stripe_refund_id is None
+        assert order.stripe_payment_intent_id == session["payment_intent"]
+        assert not fake_stripe.calls("POST", "/v1/refunds")
+
+        for _ in range(2):  # the refund run twice (a retried event): one refund at Stripe
+            order = services.order_refund_unapplied_payment(order_id=body["id"])
+        again = services.order_gateway_payment_succeeded(  # the event delivered again: nothing to do
+            order_id=body["id"], session_id=session["id"], payment_intent_id=session["payment_intent"]
+        )
 
         assert order.status == Order.Status.CANCELLED and order.stripe_refund_id.startswith("re_test_")
+        assert not order.refund_required and not again.refund_required
         refunds = fake_stripe.calls("POST", "/v1/refunds")
         assert len(refunds) == 1
         assert refunds[0].params["payment_intent"] == session["payment_intent"]
@@ -183,19 +194,50 @@ class TestWebhookServices:
         assert balance(merchant) == D("0.00") and clearing() == D("0.00") and stock(product) == 10
         reconcile()
 
-    def test_late_payment_refund_failure_propagates_for_a_retry(self, fake_stripe, buyer_client, product):
+    def test_late_payment_refund_failure_keeps_it_required_for_a_retry(self, fake_stripe, buyer_client, product):
         body = create(buyer_client, product)
         session = fake_stripe.mark_paid(body["stripeSessionId"])
         services.order_gateway_payment_failed(order_id=body["id"], reason="x")
-        fake_stripe.fail_next(1, status=500)
-        with pytest.raises(GatewayError):
-            services.order_gateway_payment_succeeded(
-                order_id=body["id"], session_id=session["id"], payment_intent_id=session["payment_intent"]
-            )
-        order = services.order_gateway_payment_succeeded(  # Stripe retries the event
+        services.order_gateway_payment_succeeded(
             order_id=body["id"], session_id=session["id"], payment_intent_id=session["payment_intent"]
         )
-        assert order.stripe_refund_id and len(fake_stripe.refunds) == 1
+        fake_stripe.fail_next(1, status=500)
+        with pytest.raises(GatewayError):
+            services.order_refund_unapplied_payment(order_id=body["id"])
+        order = Order.objects.get(pk=body["id"])
+        assert order.refund_required and order.stripe_refund_id is None
+
+        order = services.order_refund_unapplied_payment(order_id=body["id"])  # Stripe retries the event
+        assert order.stripe_refund_id and not order.refund_required and len(fake_stripe.refunds) == 1
+
+    def test_paid_with_the_merchant_wallet_locked_fails_releases_and_is_refunded(
+        self, fake_stripe, buyer_client, product, merchant, reconcile
+    ):
+        """A locked wallet refuses every credit: the order cannot complete, so it fails,
+        its units come back and the card is refunded; nothing is credited."""
+        body = create(buyer_client, product)
+        session = fake_stripe.mark_paid(body["stripeSessionId"])
+        wallet_set_locked(wallet_ids=[Wallet.objects.get(user=merchant).pk], locked=True)
+
+        order = services.order_gateway_payment_succeeded(
+            order_id=body["id"], session_id=session["id"], payment_intent_id=session["payment_intent"]
+        )
+
+        assert order.status == Order.Status.FAILED and "locked" in order.failure_reason
+        assert order.refund_required and order.stripe_payment_intent_id == session["payment_intent"]
+        assert stock(product) == 10 and balance(merchant) == D("0.00") and clearing() == D("0.00")
+        assert not order_legs(order) and not fake_stripe.calls("POST", "/v1/refunds")
+
+        order = services.order_refund_unapplied_payment(order_id=body["id"])
+
+        assert order.stripe_refund_id in fake_stripe.refunds and not order.refund_required
+        assert fake_stripe.last("POST", "/v1/refunds").params["payment_intent"] == session["payment_intent"]
+        reconcile()
+
+    def test_refund_required_only_on_released_gateway_orders(self, fake_stripe, buyer_client, product):
+        body = create(buyer_client, product)
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Order.objects.filter(pk=body["id"]).update(refund_required=True)  # still PENDING
 
 
 @pytest.mark.django_db
@@ -216,6 +258,23 @@ class TestCancel:
         error(buyer_client.post(f"{ORDERS}/{body['id']}/cancel"), 409, "ORDER_NOT_CANCELLABLE")
         order = Order.objects.get(pk=body["id"])
         assert order.status == Order.Status.COMPLETED and balance(merchant) == D("50.00") and stock(product) == 8
+        reconcile()
+
+    def test_paid_meanwhile_with_the_merchant_wallet_locked_is_409_failed_and_refunded(
+        self, fake_stripe, buyer_client, product, merchant, reconcile
+    ):
+        body = create(buyer_client, product)
+        session = fake_stripe.mark_paid(body["stripeSessionId"])
+        wallet_set_locked(wallet_ids=[Wallet.objects.get(user=merchant).pk], locked=True)
+
+        refused = error(buyer_client.post(f"{ORDERS}/{body['id']}/cancel"), 409, "ORDER_NOT_CANCELLABLE")
+
+        assert "refunded" in refused["message"]
+        order = Order.objects.get(pk=body["id"])
+        assert order.status == Order.Status.FAILED and not order.refund_required
+        assert order.stripe_refund_id in fake_stripe.refunds
+        assert fake_stripe.last("POST", "/v1/refunds").params["payment_intent"] == session["payment_intent"]
+        assert balance(merchant) == D("0.00") and clearing() == D("0.00") and stock(product) == 10
         reconcile()
 
     def test_payment_processing_is_409(self, fake_stripe, buyer_client, product):
@@ -319,6 +378,23 @@ class TestExpirePendingOrders:
         assert Order.objects.get(pk=fresh["id"]).status == "PENDING"
         assert Order.objects.get(pk=paid["id"]).status == "COMPLETED"  # paid meanwhile: applied, not cancelled
         assert stock(product) == 8
+        reconcile()
+
+    def test_paid_with_the_merchant_wallet_locked_fails_and_is_refunded(
+        self, fake_stripe, buyer_client, product, merchant, reconcile
+    ):
+        old = create(buyer_client, product, 2)
+        self._age(old["id"], 40)
+        fake_stripe.mark_paid(old["stripeSessionId"])
+        wallet_set_locked(wallet_ids=[Wallet.objects.get(user=merchant).pk], locked=True)
+
+        out = io.StringIO()
+        call_command("expire_pending_orders", stdout=out)  # exits 0: the order was handled
+
+        order = Order.objects.get(pk=old["id"])
+        assert order.status == "FAILED" and order.stripe_refund_id in fake_stripe.refunds
+        assert "FAILED: 1" in out.getvalue()
+        assert balance(merchant) == D("0.00") and stock(product) == 10
         reconcile()
 
     def test_stripe_down_exits_non_zero_and_keeps_the_order(self, fake_stripe, buyer_client, product):

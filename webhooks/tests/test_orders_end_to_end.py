@@ -4,12 +4,15 @@ Checkout Session at the fake Stripe -> signed event -> order, ledger and stock."
 from decimal import Decimal
 
 import pytest
+from django.db import connection, transaction
 
 from catalog.models import Product
 from catalog.tests.factories import ProductFactory
+from orders import services
 from orders.models import Order
 from wallets.models import LedgerEntry, Wallet
 from wallets.selectors import system_wallet_balances
+from wallets.services import wallet_set_locked
 from wallets.tests.factories import WalletFactory
 from webhooks.models import StripeEvent
 from webhooks.tests.test_concurrency import post_all_at_once
@@ -143,6 +146,117 @@ def test_a_late_payment_for_a_cancelled_order_is_refunded(fake_stripe, buyer_cli
 
     assert deliver(fake_stripe, event).status_code == 200
     assert len(fake_stripe.calls("POST", "/v1/refunds")) == 1
+    reconcile()
+
+
+@pytest.mark.django_db
+def test_a_paid_session_for_a_locked_merchant_wallet_fails_the_order_and_refunds(
+    fake_stripe, buyer_client, product, reconcile
+):
+    """A locked wallet refuses every credit: instead of answering 500 until staff unlock it
+    (Stripe would retry for days), the order fails, its stock comes back and the card is
+    refunded; the event is PROCESSED once the refund is made."""
+    body = order_by_card(buyer_client, product, quantity=2)
+    wallet_set_locked(wallet_ids=[Wallet.objects.get(user=product.merchant).pk], locked=True)
+    session = fake_stripe.mark_paid(body["stripeSessionId"])
+
+    event, response = deliver_session_event(fake_stripe, "checkout.session.completed", session["id"])
+
+    assert response.status_code == 200, response.content
+    order = Order.objects.get(pk=body["id"])
+    assert order.status == Order.Status.FAILED and "locked" in order.failure_reason
+    assert order.stripe_refund_id in fake_stripe.refunds and not order.refund_required
+    refund = fake_stripe.last("POST", "/v1/refunds")
+    assert refund.params["payment_intent"] == session["payment_intent"]
+    assert refund.idempotency_key == f"late-payment-refund-{order.pk}"
+    assert stock(product) == 10 and merchant_balance(product) == D("0.00") and clearing() == D("0.00")
+    stored = StripeEvent.objects.get(event_id=event["id"])
+    assert stored.status == StripeEvent.Status.PROCESSED and "refunding" in stored.outcome
+    assert buyer_client.get(f"{ORDERS}/{body['id']}").json()["status"] == "FAILED"
+
+    assert deliver(fake_stripe, event).status_code == 200  # Stripe's retry: nothing more
+    assert len(fake_stripe.calls("POST", "/v1/refunds")) == 1 and stock(product) == 10
+    reconcile()
+
+
+@pytest.mark.django_db
+def test_a_failed_refund_keeps_the_event_open_and_the_retry_refunds(fake_stripe, buyer_client, product, reconcile):
+    body = order_by_card(buyer_client, product, quantity=1)
+    wallet_set_locked(wallet_ids=[Wallet.objects.get(user=product.merchant).pk], locked=True)
+    session = fake_stripe.mark_paid(body["stripeSessionId"])
+    event = fake_stripe.session_event("checkout.session.completed", session["id"])
+    fake_stripe.fail_next(1, status=500, path="/v1/refunds")
+
+    assert deliver(fake_stripe, event).status_code == 500  # Stripe will deliver it again
+
+    stored = StripeEvent.objects.get(event_id=event["id"])
+    assert stored.status == StripeEvent.Status.FAILED and "GatewayError" in stored.last_error
+    order = Order.objects.get(pk=body["id"])  # the database step committed; only the refund is owed
+    assert order.status == Order.Status.FAILED and order.refund_required and order.stripe_refund_id is None
+    assert stock(product) == 10 and not fake_stripe.refunds
+
+    assert deliver(fake_stripe, event).status_code == 200
+
+    stored.refresh_from_db()
+    assert stored.status == StripeEvent.Status.PROCESSED and stored.last_error == ""
+    order.refresh_from_db()
+    assert not order.refund_required and order.stripe_refund_id in fake_stripe.refunds
+    assert len(fake_stripe.refunds) == 1 and stock(product) == 10 and merchant_balance(product) == D("0.00")
+    reconcile()
+
+
+@pytest.mark.django_db
+def test_a_cancel_whose_refund_fails_is_finished_by_the_webhook(fake_stripe, buyer_client, product, reconcile):
+    """The buyer's cancel finds the session paid and the merchant's wallet locked: the order
+    fails; Stripe refuses the refund at that moment, so the order stays refund_required,
+    and the paid session's webhook refunds it."""
+    body = order_by_card(buyer_client, product, quantity=1)
+    wallet_set_locked(wallet_ids=[Wallet.objects.get(user=product.merchant).pk], locked=True)
+    session = fake_stripe.mark_paid(body["stripeSessionId"])
+    fake_stripe.fail_next(1, status=500, path="/v1/refunds")
+
+    assert buyer_client.post(f"{ORDERS}/{body['id']}/cancel").status_code == 409
+    order = Order.objects.get(pk=body["id"])
+    assert order.status == Order.Status.FAILED and order.refund_required and not fake_stripe.refunds
+
+    _, response = deliver_session_event(fake_stripe, "checkout.session.completed", session["id"])
+
+    assert response.status_code == 200
+    order.refresh_from_db()
+    assert not order.refund_required and order.stripe_refund_id in fake_stripe.refunds
+    assert stock(product) == 10
+    reconcile()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("locked_wallet", [False, True], ids=["late-payment", "locked-wallet"])
+def test_no_row_lock_is_held_while_stripe_refunds(fake_stripe, buyer_client, product, locked_wallet, reconcile):
+    """While Stripe is asked for the refund, another connection can lock the order, the
+    event and the merchant's wallet at once (NOWAIT): the event transaction has committed."""
+    body = order_by_card(buyer_client, product, quantity=1)
+    if locked_wallet:
+        wallet_set_locked(wallet_ids=[Wallet.objects.get(user=product.merchant).pk], locked=True)
+    else:
+        services.order_gateway_session_expired(order_id=body["id"])
+    session = fake_stripe.mark_paid(body["stripeSessionId"])
+    event = fake_stripe.session_event("checkout.session.completed", session["id"])
+
+    def rows_lockable_now():
+        try:
+            with transaction.atomic():
+                Order.objects.select_for_update(nowait=True).get(pk=body["id"])
+                StripeEvent.objects.select_for_update(nowait=True).get(event_id=event["id"])
+                Wallet.objects.select_for_update(nowait=True).get(user=product.merchant)
+                return Order.objects.get(pk=body["id"]).refund_required  # the decision is committed
+        finally:
+            connection.close()  # this runs in the fake Stripe's thread
+
+    fake_stripe.on_next_request("/v1/refunds", rows_lockable_now)
+
+    assert deliver(fake_stripe, event).status_code == 200
+
+    assert fake_stripe.hook_results == [True]
+    assert Order.objects.get(pk=body["id"]).stripe_refund_id in fake_stripe.refunds
     reconcile()
 
 
