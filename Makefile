@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format services migrate bench clean
+.PHONY: run test lint format services migrate bench faults clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test: $(VENV)/.dev-installed services
 # database. `make bench BENCH_ARGS=--quick` for a small run; `--help` lists the options.
 bench: $(VENV)/.bench-installed services
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Fault drills (docs/PERFORMANCE.md): a purchase storm while a gunicorn worker is SIGKILLed
+# and PostgreSQL restarts. It restarts the machine's PostgreSQL, so it is not in `make test`.
+faults: $(VENV)/.bench-installed services
+	$(BIN)/python -m bench.faults $(FAULTS_ARGS)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
