@@ -6,7 +6,11 @@ Runs Django in this process (production settings, a fresh `paymentflow_bench_que
 database, Redis database 14) and sends requests through Django's test client: no HTTP,
 no gunicorn, no other clients. So the numbers are the application's own cost per request
 (framework + our code + the database round trips), the floor under what the benchmark
-measures. `--profile NAME` prints cProfile's top functions for one request type; `--sql NAME`
+measures. Three times per request: wall clock (`ms`), the CPU this Python process spent
+(`py cpu`) and the CPU the PostgreSQL backend serving it spent (`pg cpu`, read from
+/proc). The two CPU columns hardly move when the machine is busy; the wall clock does.
+
+`--profile NAME` prints cProfile's top functions for one request type; `--sql NAME`
 prints the SQL statements of one request.
 """
 
@@ -48,6 +52,15 @@ def prepare_database() -> None:
     redis.Redis.from_url(ENV["REDIS_URL"], socket_timeout=5).flushdb()
     env = {**os.environ, **ENV}
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, stdout=-3)
+
+
+def _backend_cpu_seconds(pid: int) -> float:
+    """utime + stime of a local process (the PostgreSQL backend), from /proc; 0 if unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv=None) -> int:
@@ -111,7 +124,15 @@ def main(argv=None) -> int:
         "purchase": purchase,
     }
 
-    print(f"{'request':<20} {'queries':>7} {'ms/request':>10}   (in-process, single client, {args.requests} requests)")
+    def backend_pid() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    print(
+        f"{'request':<20} {'queries':>7} {'ms':>7} {'py cpu':>7} {'pg cpu':>7}"
+        f"   (ms per request; in-process, single client, {args.requests} requests)"
+    )
     for name, send in requests.items():
         for _ in range(20):  # warm caches, connections, imports
             resp, status = send()
@@ -119,11 +140,15 @@ def main(argv=None) -> int:
         with CaptureQueriesContext(connection) as captured:
             send()
         statements = list(captured.captured_queries)  # the next request resets the log
-        start = time.perf_counter()
+        pid = backend_pid()  # persistent connection (CONN_MAX_AGE): the same backend throughout
+        pg_start, cpu_start, start = _backend_cpu_seconds(pid), time.process_time(), time.perf_counter()
         for _ in range(args.requests):
             send()
         ms = (time.perf_counter() - start) * 1000 / args.requests
-        print(f"{name:<20} {len(statements):>7} {ms:>10.2f}")
+        py_cpu = (time.process_time() - cpu_start) * 1000 / args.requests
+        pg_cpu = (_backend_cpu_seconds(pid) - pg_start) * 1000 / args.requests
+        same = "" if backend_pid() == pid else "  (the connection changed: pg cpu incomplete)"
+        print(f"{name:<20} {len(statements):>7} {ms:>7.2f} {py_cpu:>7.2f} {pg_cpu:>7.2f}{same}")
         if args.sql == name:
             for q in statements:
                 print(f"    {q['time']}s  {q['sql'][:220]}")
