@@ -1,4 +1,3 @@
-import threading
 from decimal import Decimal
 
 import pytest
@@ -17,6 +16,7 @@ from catalog.exceptions import (
 )
 from catalog.models import MAX_UNITS, Product, StockAdjustment
 from catalog.tests.factories import ProductFactory
+from paymentflow.testing.concurrency import run_at_once
 
 
 @pytest.mark.django_db
@@ -175,32 +175,19 @@ class TestConcurrency:
     def test_no_oversell_and_books_balance(self):
         product = ProductFactory(available_units=5)
         merchant = product.merchant
-        outcomes: list[str] = []
-        barrier = threading.Barrier(10)
 
         def buy():
             try:
-                barrier.wait()
                 services.product_take_units(product_id=product.pk, quantity=1)
-                outcomes.append("ok")
+                return "ok"
             except ProductOutOfStock:
-                outcomes.append("out")
-            finally:
-                connection.close()
+                return "out"
 
         def restock():
-            try:
-                barrier.wait()
-                services.product_adjust_stock(product_id=product.pk, delta=2, reason="restock", actor=merchant)
-                outcomes.append("restock")
-            finally:
-                connection.close()
+            services.product_adjust_stock(product_id=product.pk, delta=2, reason="restock", actor=merchant)
+            return "restock"
 
-        threads = [threading.Thread(target=buy) for _ in range(9)] + [threading.Thread(target=restock)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        outcomes = run_at_once([buy] * 9 + [restock])
 
         sold = outcomes.count("ok")
         product.refresh_from_db()

@@ -1,14 +1,10 @@
 """Real concurrency on real PostgreSQL through the HTTP API: threads hit the live server
 (each server thread has its own connection), released together by a barrier. No mocks."""
 
-import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-import requests
-from django.db import connection
 
 from accounts.services import user_issue_tokens
 from accounts.tests.factories import MerchantFactory
@@ -17,6 +13,7 @@ from orders import services
 from orders.models import Order
 from orders.tests.factories import funded_buyer
 from orders.tests.utils import balance, books, stock
+from paymentflow.testing.concurrency import Post, post_at_once, run_at_once
 from paymentflow.testing.fake_stripe import FakeStripe
 from wallets.models import LedgerEntry, Wallet
 from wallets.services import wallet_set_locked
@@ -24,38 +21,21 @@ from wallets.tests.factories import funded_wallet
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]
 D = Decimal
-BARRIER_TIMEOUT = 30
 BUSINESS_ERRORS = {"PRODUCT_OUT_OF_STOCK", "INSUFFICIENT_FUNDS", "IDEMPOTENCY_REQUEST_IN_PROGRESS"}
 
 
 def fire(live_server, calls, *, workers=20):
-    """POST every (user, body, headers) in `calls`, `workers` at a time, each wave released
-    together by a barrier; return the responses in order. Each thread opens its connection
-    before the barrier (the live server's listen backlog is small)."""
+    """POST /orders for every (user, body, headers) in `calls`, `workers` at a time, each
+    wave released together; return the responses in order."""
     tokens = {}
     for user, _, _ in calls:
         if user.pk not in tokens:
             tokens[user.pk] = user_issue_tokens(user=user)["access_token"]
-    workers = min(workers, len(calls))
-    assert len(calls) % workers == 0, "every wave must fill the barrier"
-    barrier = threading.Barrier(workers, timeout=BARRIER_TIMEOUT)
-    local = threading.local()
-
-    def call(spec):
-        user, body, headers = spec
-        if not hasattr(local, "session"):
-            local.session = requests.Session()
-            local.session.get(f"{live_server.url}/healthz", timeout=60)
-        barrier.wait()
-        return local.session.post(
-            f"{live_server.url}/api/v1/orders",
-            json=body,
-            headers={"Authorization": f"Bearer {tokens[user.pk]}", **headers},
-            timeout=60,
-        )
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(call, calls))
+    posts = [
+        Post("/api/v1/orders", json=body, headers={"Authorization": f"Bearer {tokens[user.pk]}", **headers})
+        for user, body, headers in calls
+    ]
+    return post_at_once(live_server, posts, workers=workers)
 
 
 def wallet_order(product, quantity=1):
@@ -158,19 +138,13 @@ def test_the_same_payment_applied_concurrently_credits_once(fake_stripe: FakeStr
     product = ProductFactory(merchant=merchant, price=D("10.00"), available_units=10)
     order = services.order_purchase_with_gateway(buyer=buyer, product_id=product.pk, quantity=2)
     session = fake_stripe.mark_paid(order.stripe_session_id)
-    barrier = threading.Barrier(8, timeout=BARRIER_TIMEOUT)
 
-    def apply(_):
-        try:
-            barrier.wait()
-            return services.order_gateway_payment_succeeded(
-                order_id=order.pk, session_id=session["id"], payment_intent_id=session["payment_intent"]
-            ).status
-        finally:
-            connection.close()
+    def apply():
+        return services.order_gateway_payment_succeeded(
+            order_id=order.pk, session_id=session["id"], payment_intent_id=session["payment_intent"]
+        ).status
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        assert set(pool.map(apply, range(8))) == {"COMPLETED"}
+    assert set(run_at_once([apply] * 8)) == {"COMPLETED"}
 
     assert balance(merchant) == D("20.00") and stock(product) == 8
     assert LedgerEntry.objects.filter(wallet__user=merchant, type="REVENUE").count() == 1

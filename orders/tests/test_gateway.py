@@ -2,8 +2,6 @@
 the three webhook-facing services, cancel, expiry, late payments and refunds."""
 
 import io
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
@@ -17,6 +15,7 @@ from orders import services
 from orders.models import Order
 from orders.tests.utils import balance, books, error, order_legs, stock
 from paymentflow.gateway import GatewayError, GatewayNotConfigured
+from paymentflow.testing.concurrency import run_at_once
 from wallets.models import JournalEntry, Wallet
 from wallets.selectors import system_wallet_balances
 from wallets.services import wallet_set_locked, wallet_withdraw
@@ -422,20 +421,12 @@ def test_expire_pending_orders_twice_at_once(fake_stripe, buyer, client_for, pro
     client = client_for(buyer)
     orders = [create(client, product, 1) for _ in range(5)]
     Order.objects.update(created_at=timezone.now() - timedelta(hours=1))
-    barrier = threading.Barrier(2, timeout=30)
 
-    def run(_):
-        from django.db import connection
+    def run():
+        # A session the other run expired first reads back "expired": not an error.
+        call_command("expire_pending_orders", stdout=io.StringIO())
 
-        try:
-            barrier.wait()
-            # A session the other run expired first reads back "expired": not an error.
-            call_command("expire_pending_orders", stdout=io.StringIO())
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(run, range(2)))
+    run_at_once([run, run])
 
     assert set(Order.objects.values_list("status", flat=True)) == {"CANCELLED"}
     assert stock(product) == 10  # each order's units came back exactly once

@@ -8,13 +8,20 @@
   test asks for `fake_stripe` (whatever the developer's environment holds), and any HTTP
   connection made through urllib3 (what the SDK uses) to a host other than the loopback
   is refused and fails the test: nothing in the tests may reach the internet.
+- `live_server`: pytest-django's, but listening with a deep backlog (`LIVE_SERVER_BACKLOG`)
+  instead of Django's 10, so that a burst of concurrent connections from the concurrency
+  tests is queued, never reset ("Connection reset by peer") on a loaded machine.
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import urllib3.util.connection
+from django.core.servers.basehttp import ThreadedWSGIServer
 from django.test import override_settings
+from pytest_django.live_server_helper import LiveServer
 
 from paymentflow.testing.fake_stripe import FakeStripe
 
@@ -66,3 +73,24 @@ def fake_stripe(_fake_stripe_server) -> FakeStripe:
     ):
         yield fake
     fake.reset()
+
+
+#: The live server's listen backlog (the kernel caps it at net.core.somaxconn).
+LIVE_SERVER_BACKLOG = 1024
+
+
+class DeepBacklogWSGIServer(ThreadedWSGIServer):
+    request_queue_size = LIVE_SERVER_BACKLOG
+
+
+@pytest.fixture(scope="session")
+def live_server(request) -> LiveServer:
+    """Overrides pytest-django's `live_server` (same address option, same helper), with
+    `DeepBacklogWSGIServer` as the server thread's `server_class`: pytest-django 4.14 has
+    no setting for it, but its `LiveServer(start=False)` lets it be set before starting."""
+    addr = request.config.getvalue("liveserver") or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
+    server = LiveServer(addr, start=False)
+    server.thread.server_class = DeepBacklogWSGIServer
+    server.start()
+    yield server
+    server.stop()

@@ -1,60 +1,39 @@
 """Real concurrency against real PostgreSQL: many threads hitting the live HTTP server (each
 server thread has its own database connection), and threads calling the services directly.
-No mocks, no sleeps: a `threading.Barrier` releases the requests together."""
+No mocks, no sleeps: a `threading.Barrier` releases the requests together
+(`paymentflow.testing.concurrency`)."""
 
 import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from functools import partial
 
 import pytest
-import requests
-from django.db import connection
 
 from accounts.services import user_issue_tokens
 from paymentflow.db import atomic_with_retry
+from paymentflow.testing.concurrency import BARRIER_TIMEOUT, Post, post_at_once, run_at_once
+from paymentflow.testing.fixtures import LIVE_SERVER_BACKLOG
 from wallets import services
 from wallets.models import LedgerEntry, Wallet
 from wallets.tests.factories import WalletFactory, funded_wallet
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]
 D = Decimal
-BARRIER_TIMEOUT = 30
 
 
 def fire(live_server, user, requests_spec, *, workers=None):
-    """POST every (path, body, headers) in `requests_spec` at once; return the responses."""
-    token = user_issue_tokens(user=user)["access_token"]
-    barrier = threading.Barrier(workers or len(requests_spec), timeout=BARRIER_TIMEOUT)
-
-    def call(spec):
-        path, body, headers = spec
-        session = requests.Session()
-        try:
-            barrier.wait()
-            return session.post(
-                f"{live_server.url}{path}",
-                json=body,
-                headers={"Authorization": f"Bearer {token}", **headers},
-                timeout=60,
-            )
-        finally:
-            session.close()
-
-    with ThreadPoolExecutor(max_workers=workers or len(requests_spec)) as pool:
-        return list(pool.map(call, requests_spec))
+    """POST every (path, body, headers) in `requests_spec` as `user`, `workers` at a time
+    (default: all at once); return the responses in order."""
+    auth = {"Authorization": f"Bearer {user_issue_tokens(user=user)['access_token']}"}
+    posts = [Post(path, json=body, headers={**auth, **headers}) for path, body, headers in requests_spec]
+    return post_at_once(live_server, posts, workers=workers)
 
 
-def in_thread(func):
-    """Run `func` in a worker thread that closes its own database connection afterwards."""
-
-    def run(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        finally:
-            connection.close()
-
-    return run
+def test_the_live_server_queues_bursts_of_connections(live_server):
+    """The shared live_server listens with a deep backlog (Django's default is 10), so a
+    burst of connections is queued, never reset, however loaded the machine."""
+    assert live_server.thread.httpd.request_queue_size == LIVE_SERVER_BACKLOG >= 128
 
 
 def test_50_concurrent_deposits_and_withdrawals_are_exact(live_server, buyer, reconcile):
@@ -108,16 +87,12 @@ def test_opposite_transfers_between_two_wallets_do_not_deadlock(buyer, merchant,
     """A->B and B->A at once: locking in primary-key order means no deadlock, nothing lost."""
     a = funded_wallet(user=buyer, amount="100.00")
     b = funded_wallet(user=merchant, amount="100.00")
-    barrier = threading.Barrier(20, timeout=BARRIER_TIMEOUT)
 
-    @in_thread
     def transfer(i):
         source, destination = (a, b) if i % 2 else (b, a)
-        barrier.wait()
         services.wallet_transfer(source=source, destination=destination, amount=D("3.00"))
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        list(pool.map(transfer, range(20)))
+    run_at_once([partial(transfer, i) for i in range(20)])
 
     assert Wallet.objects.get(pk=a.pk).balance == D("100.00")
     assert Wallet.objects.get(pk=b.pk).balance == D("100.00")
@@ -132,7 +107,6 @@ def test_atomic_with_retry_survives_a_real_deadlock(buyer, merchant):
     attempts = Counter()
 
     def lock_in_order(name, first, second):
-        @in_thread
         @atomic_with_retry(attempts=3)
         def work():
             attempts[name] += 1
@@ -144,9 +118,6 @@ def test_atomic_with_retry_survives_a_real_deadlock(buyer, merchant):
 
         return work
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(lock_in_order("ab", a, b)), pool.submit(lock_in_order("ba", b, a))]
-        for future in futures:
-            future.result()  # neither raised
+    run_at_once([lock_in_order("ab", a, b), lock_in_order("ba", b, a)])  # neither raised
 
     assert sorted(attempts.values()) == [1, 2]  # exactly one deadlock victim, retried once

@@ -1,8 +1,6 @@
 """The same Stripe event delivered many times, some at the same moment, through the real
 HTTP server with one database connection per server thread: it takes effect once."""
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
@@ -11,29 +9,9 @@ import requests
 from wallets import topups
 from wallets.models import LedgerEntry, TopUp, Wallet
 from webhooks.models import StripeEvent
-from webhooks.tests.utils import WEBHOOK_URL
+from webhooks.tests.utils import WEBHOOK_URL, deliver_all_at_once
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]
-BARRIER_TIMEOUT = 30
-
-
-def post_all_at_once(live_server, deliveries):
-    """POST every (body, signature) at the same moment, each on its own connection."""
-    barrier = threading.Barrier(len(deliveries), timeout=BARRIER_TIMEOUT)
-
-    def post(delivery):
-        body, signature = delivery
-        with requests.Session() as session:
-            barrier.wait()
-            return session.post(
-                f"{live_server.url}{WEBHOOK_URL}",
-                data=body,
-                headers={"Content-Type": "application/json", "Stripe-Signature": signature},
-                timeout=60,
-            )
-
-    with ThreadPoolExecutor(max_workers=len(deliveries)) as pool:
-        return list(pool.map(post, deliveries))
 
 
 def paid_topup(fake_stripe, buyer, amount="33.00"):
@@ -47,7 +25,7 @@ def test_one_event_delivered_10_times_5_at_once_credits_once(live_server, fake_s
     event = fake_stripe.session_event("checkout.session.completed", topup.stripe_session_id)
     delivery = fake_stripe.signed(event)
 
-    concurrent = post_all_at_once(live_server, [delivery] * 5)
+    concurrent = deliver_all_at_once(live_server, [delivery] * 5)
     sequential = [requests.post(f"{live_server.url}{WEBHOOK_URL}", data=delivery[0],
                                 headers={"Stripe-Signature": delivery[1]}, timeout=60) for _ in range(5)]  # fmt: skip
 
@@ -69,7 +47,7 @@ def test_two_different_events_for_one_paid_session_at_once_credit_once(live_serv
         for type_ in ["checkout.session.completed", "checkout.session.async_payment_succeeded"] * 3
     ]
 
-    responses = post_all_at_once(live_server, deliveries)
+    responses = deliver_all_at_once(live_server, deliveries)
 
     assert [r.status_code for r in responses] == [200] * 6
     assert StripeEvent.objects.filter(status=StripeEvent.Status.PROCESSED).count() == 6

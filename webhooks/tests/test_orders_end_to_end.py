@@ -15,8 +15,7 @@ from wallets.selectors import system_wallet_balances
 from wallets.services import wallet_set_locked
 from wallets.tests.factories import WalletFactory
 from webhooks.models import StripeEvent
-from webhooks.tests.test_concurrency import post_all_at_once
-from webhooks.tests.utils import deliver, deliver_session_event
+from webhooks.tests.utils import deliver, deliver_all_at_once, deliver_session_event
 
 D = Decimal
 ORDERS = "/api/v1/orders"
@@ -272,7 +271,7 @@ def test_duplicate_concurrent_deliveries_credit_the_merchant_once(
         fake_stripe.session_event("checkout.session.async_payment_succeeded", body["stripeSessionId"])
     )
 
-    responses = post_all_at_once(live_server, [delivery] * 5 + [other] * 3)
+    responses = deliver_all_at_once(live_server, [delivery] * 5 + [other] * 3)
 
     assert [r.status_code for r in responses] == [200] * 8
     assert Order.objects.get(pk=body["id"]).status == Order.Status.COMPLETED

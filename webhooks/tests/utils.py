@@ -3,6 +3,8 @@ webhook, top-up and gateway-order tests)."""
 
 from rest_framework.test import APIClient
 
+from paymentflow.testing.concurrency import Post, post_at_once
+
 WEBHOOK_URL = "/api/v1/webhooks/stripe"
 
 
@@ -22,3 +24,13 @@ def deliver_session_event(fake_stripe, type: str, session_id: str):  # noqa: A00
     it; returns (event, response)."""
     event = fake_stripe.session_event(type, session_id)
     return event, deliver(fake_stripe, event)
+
+
+def deliver_all_at_once(live_server, deliveries):
+    """POST every signed (body, signature) to the live server at the same moment, each on
+    its own connection; the responses in order."""
+    posts = [
+        Post(WEBHOOK_URL, data=body, headers={"Content-Type": "application/json", "Stripe-Signature": signature})
+        for body, signature in deliveries
+    ]
+    return post_at_once(live_server, posts)
