@@ -73,6 +73,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "paymentflow.urls"
+# A CSRF refusal on an API path answers with the error envelope, never Django's HTML page.
+CSRF_FAILURE_VIEW = "paymentflow.api.views.csrf_failure"
 WSGI_APPLICATION = "paymentflow.wsgi.application"
 
 TEMPLATES = [

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.test import override_settings
 from rest_framework.request import Request
-from rest_framework.test import APIRequestFactory
+from rest_framework.test import APIClient, APIRequestFactory
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
@@ -40,6 +40,16 @@ class TestErrorEnvelope:
     @override_settings(DEBUG=True)
     def test_unknown_api_path_is_json_even_in_debug(self, api_client):
         envelope(api_client.post("/api/v2/whatever", {}, format="json"), 404, "NOT_FOUND")
+
+    def test_post_to_unknown_api_path_is_a_json_404_not_a_csrf_page(self):
+        # The test client skips CSRF checks unless asked; a real client does not.
+        client = APIClient(enforce_csrf_checks=True)
+        envelope(client.post("/api/v1/orders/null,null/cancel", {}, format="json"), 404, "NOT_FOUND")
+
+    def test_csrf_refusal_on_an_api_path_is_the_envelope(self):
+        # /healthz is a plain Django view (not CSRF-exempt): a POST is refused in the envelope.
+        client = APIClient(enforce_csrf_checks=True)
+        envelope(client.post("/healthz", {}, format="json"), 403, "CSRF_FAILED")
 
     def test_wrong_method_is_405(self, buyer_client):
         body = envelope(buyer_client.delete("/api/v1/auth/me"), 405, "METHOD_NOT_ALLOWED")
