@@ -55,7 +55,11 @@ class LoginView(PublicAuthView):
 
 
 class RefreshView(PublicAuthView):
-    @extend_schema(request=RefreshInputSerializer, responses={200: TokenPairSerializer}, tags=["auth"])
+    @extend_schema(
+        request=RefreshInputSerializer,
+        responses={200: TokenPairSerializer, 401: ErrorSerializer},  # a bad, expired or revoked refresh token
+        tags=["auth"],
+    )
     def post(self, request):
         data = RefreshInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -102,7 +102,8 @@ class PagePagination(BasePagination):
                 "name": "limit",
                 "required": False,
                 "in": "query",
-                "description": f"Items per page (at most {MAX_LIMIT}).",
-                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                # No `maximum`: a larger value is accepted and clamped, as the contract says.
+                "description": f"Items per page; above {MAX_LIMIT} counts as {MAX_LIMIT}.",
+                "schema": {"type": "integer", "minimum": 1, "default": DEFAULT_LIMIT},
             },
         ]
