@@ -8,9 +8,11 @@ no gunicorn, no other clients. So the numbers are the application's own cost per
 (framework + our code + the database round trips), the floor under what the benchmark
 measures. Three times per request: wall clock (`ms`), the CPU this Python process spent
 (`py cpu`) and the CPU the PostgreSQL backend serving it spent (`pg cpu`, read from
-/proc). The two CPU columns hardly move when the machine is busy; the wall clock does.
+/proc), and `x me`, the CPU (both columns) as a multiple of `GET /auth/me`'s. The request
+types run interleaved, 10 at a time, so that a change in the machine's load weighs on
+all of them alike; the CPU columns still rise a little on a busy machine, `x me` hardly.
 
-`--profile NAME` prints cProfile's top functions for one request type; `--sql NAME`
+`--profile NAME` prints cProfile's top functions (in CPU time) for one request type; `--sql NAME`
 prints the SQL statements of one request.
 """
 
@@ -29,6 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 DBNAME = "paymentflow_bench_queries"
+BATCH = 10
 ENV = {
     "DJANGO_SETTINGS_MODULE": "paymentflow.settings.production",
     "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
@@ -67,6 +70,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.queries", description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=200, help="timed requests per type (default 200)")
     p.add_argument("--profile", help="cProfile one request type (e.g. purchase)")
+    p.add_argument("--sort", default="cumulative", help="cProfile order: cumulative (default), tottime, ...")
+    p.add_argument("--top", type=int, default=35, help="cProfile lines to print (default 35)")
     p.add_argument("--sql", help="print the SQL of one request type (e.g. purchase)")
     args = p.parse_args(argv)
 
@@ -129,38 +134,54 @@ def main(argv=None) -> int:
             cursor.execute("SELECT pg_backend_pid()")
             return cursor.fetchone()[0]
 
-    print(
-        f"{'request':<20} {'queries':>7} {'ms':>7} {'py cpu':>7} {'pg cpu':>7}"
-        f"   (ms per request; in-process, single client, {args.requests} requests)"
-    )
+    statements = {}
     for name, send in requests.items():
         for _ in range(20):  # warm caches, connections, imports
             resp, status = send()
             assert resp.status_code == status, (name, resp.status_code, resp.content[:300])
         with CaptureQueriesContext(connection) as captured:
             send()
-        statements = list(captured.captured_queries)  # the next request resets the log
-        pid = backend_pid()  # persistent connection (CONN_MAX_AGE): the same backend throughout
-        pg_start, cpu_start, start = _backend_cpu_seconds(pid), time.process_time(), time.perf_counter()
-        for _ in range(args.requests):
-            send()
-        ms = (time.perf_counter() - start) * 1000 / args.requests
-        py_cpu = (time.process_time() - cpu_start) * 1000 / args.requests
-        pg_cpu = (_backend_cpu_seconds(pid) - pg_start) * 1000 / args.requests
-        same = "" if backend_pid() == pid else "  (the connection changed: pg cpu incomplete)"
-        print(f"{name:<20} {len(statements):>7} {ms:>7.2f} {py_cpu:>7.2f} {pg_cpu:>7.2f}{same}")
-        if args.sql == name:
-            for q in statements:
-                print(f"    {q['time']}s  {q['sql'][:220]}")
+        statements[name] = list(captured.captured_queries)  # the next request resets the log
+
+    # Interleaved: every request type runs BATCH requests in turn, round after round, so
+    # that a change in the machine's load during the run weighs on all of them alike.
+    totals = {name: [0.0, 0.0, 0.0] for name in requests}  # wall, py cpu, pg cpu (seconds)
+    pid = backend_pid()  # persistent connection (CONN_MAX_AGE): the same backend throughout
+    for _ in range(max(1, args.requests // BATCH)):
+        for name, send in requests.items():
+            pg_start, cpu_start, start = _backend_cpu_seconds(pid), time.process_time(), time.perf_counter()
+            for _ in range(BATCH):
+                send()
+            total = totals[name]
+            total[0] += time.perf_counter() - start
+            total[1] += time.process_time() - cpu_start
+            total[2] += _backend_cpu_seconds(pid) - pg_start
+    count = max(1, args.requests // BATCH) * BATCH
+    same = "" if backend_pid() == pid else "  (the connection changed: pg cpu incomplete)"
+
+    print(
+        f"{'request':<20} {'queries':>7} {'ms':>7} {'py cpu':>7} {'pg cpu':>7} {'x me':>5}"
+        f"   (ms per request; in-process, single client, {count} requests each, interleaved){same}"
+    )
+    me_cpu = totals["me"][1] + totals["me"][2]
+    for name, (wall, py_cpu, pg_cpu) in totals.items():
+        ms = [value * 1000 / count for value in (wall, py_cpu, pg_cpu)]
+        ratio = (py_cpu + pg_cpu) / me_cpu if me_cpu else 0.0
+        print(f"{name:<20} {len(statements[name]):>7} {ms[0]:>7.2f} {ms[1]:>7.2f} {ms[2]:>7.2f} {ratio:>5.2f}")
+    if args.sql:
+        print(f"\nThe statements of one {args.sql} request:")
+        for q in statements[args.sql]:
+            print(f"    {q['time']}s  {' '.join(q['sql'].split())[:220]}")
     if args.profile:
         send = requests[args.profile]
-        profiler = cProfile.Profile()
+        # CPU time, not wall time: a function waiting on PostgreSQL costs this process nothing.
+        profiler = cProfile.Profile(time.process_time)
         profiler.enable()
         for _ in range(args.requests):
             send()
         profiler.disable()
-        stats = pstats.Stats(profiler).sort_stats("cumulative")
-        stats.print_stats(35)
+        stats = pstats.Stats(profiler).sort_stats(args.sort)
+        stats.print_stats(args.top)
     return 0
 
 
