@@ -13,7 +13,7 @@ the transaction commits.
 
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -180,29 +180,56 @@ def _check_quantity(quantity: int) -> None:
         raise ValueError("quantity must be a positive integer")
 
 
-@transaction.atomic
-def product_take_units(*, product_id: UUID, quantity: int) -> Product:
-    """For orders: lock the product, check it is sold and in stock, take `quantity` units.
+#: `product_take_units` in one statement. The ORM's update() returns a row count, not the
+#: row, so this one is written out; `Product.objects.raw` loads the returned row.
+_TAKE_UNITS_SQL = """
+    UPDATE catalog_product
+       SET available_units = available_units - %s, updated_at = %s
+     WHERE id = %s AND is_active AND available_units >= %s
+ RETURNING {columns}
+"""
+_TAKE_ATTEMPTS = 3
 
-    Runs inside the caller's transaction (a savepoint here), so the order row and the
-    stock change commit or roll back together. Returns the locked product with its new
-    `available_units`. Raises ProductNotFound, ProductUnavailable, ProductOutOfStock.
+
+def _take_units(*, product_id: UUID, quantity: int) -> Product | None:
+    """One conditional UPDATE: the units taken and the row locked, or None (nothing written)."""
+    meta = Product._meta
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in meta.concrete_fields)
+    now = meta.get_field("updated_at").get_db_prep_value(timezone.now(), connection)
+    params = [quantity, now, meta.pk.get_db_prep_value(product_id, connection), quantity]
+    return next(iter(Product.objects.raw(_TAKE_UNITS_SQL.format(columns=columns), params)), None)
+
+
+def product_take_units(*, product_id: UUID, quantity: int) -> Product:
+    """For orders: take `quantity` units of an active product that has them, in one
+    statement (a conditional `UPDATE ... WHERE is_active AND available_units >= quantity
+    RETURNING`: the row count is the check, and the row stays locked until the caller's
+    transaction ends, like a `SELECT ... FOR UPDATE`).
+
+    Call it inside the caller's transaction, so the order row and the stock change commit
+    or roll back together. It opens no savepoint: it writes in one statement or not at
+    all, so a refusal leaves the caller's transaction as it was. Returns the product with
+    its new `available_units`. Raises ProductNotFound, ProductUnavailable, ProductOutOfStock
+    (read, unlocked, after the UPDATE matched no row; if the product changed in between so
+    that it would now match, the UPDATE is tried again).
     """
     _check_quantity(quantity)
-    product = product_lock(product_id=product_id)
-    if not product.is_active:
-        raise ProductUnavailable()
-    if product.available_units < quantity:
-        raise ProductOutOfStock(
-            f"Not enough units in stock. Requested: {quantity}, available: {product.available_units}.",
-            details={"available_units": product.available_units, "requested": quantity},
-        )
-    now = timezone.now()
-    Product.objects.filter(pk=product.pk).update(available_units=F("available_units") - quantity, updated_at=now)
-    product.available_units -= quantity
-    product.updated_at = now
-    invalidate_product_list_on_commit()
-    return product
+    for _ in range(_TAKE_ATTEMPTS):
+        product = _take_units(product_id=product_id, quantity=quantity)
+        if product is not None:
+            invalidate_product_list_on_commit()
+            return product
+        product = Product.objects.filter(pk=product_id).first()
+        if product is None:
+            raise ProductNotFound()
+        if not product.is_active:
+            raise ProductUnavailable()
+        if product.available_units < quantity:
+            break
+    raise ProductOutOfStock(
+        f"Not enough units in stock. Requested: {quantity}, available: {product.available_units}.",
+        details={"available_units": product.available_units, "requested": quantity},
+    )
 
 
 @transaction.atomic

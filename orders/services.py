@@ -5,9 +5,8 @@ Lock order, everywhere: order row → product row → user wallets in primary-ke
 (a purchase has no order row yet: product → wallets). Two transactions therefore never
 wait on each other in a cycle.
 
-Stripe is never called while a row lock is held (see "Known limit" in docs/ARCHITECTURE.md
-for requests carrying an Idempotency-Key, which the shared decorator runs in one
-transaction).
+Stripe is never called while a row lock is held, also under an Idempotency-Key (the
+views use the shared decorator's multi-step mode for card orders and gateway refunds).
 
 The three services the Stripe webhook dispatcher calls are
 `order_gateway_payment_succeeded`, `order_gateway_payment_failed` and
@@ -40,7 +39,7 @@ from paymentflow import gateway
 from paymentflow.db import atomic_with_retry
 from wallets.exceptions import WalletLocked
 from wallets.models import LedgerEntry, SystemAccount, Wallet
-from wallets.services import wallet_get_or_create, wallet_settle, wallet_transfer
+from wallets.services import wallet_get_or_create, wallet_settle, wallet_transfer, wallets_lock_for_users
 
 logger = logging.getLogger("paymentflow.orders")
 
@@ -110,10 +109,11 @@ def order_purchase_with_wallet(*, buyer: User, product_id: UUID, quantity: int =
         raise OwnProduct()
     order_id = uuid.uuid4()
     amount = product.price * quantity
-    wallets = _user_wallets(buyer.pk, product.merchant_id)
-    wallet_transfer(  # locks both wallets in pk order; INSUFFICIENT_FUNDS / WALLET_LOCKED
+    wallets = wallets_lock_for_users(buyer.pk, product.merchant_id)  # both, one statement, pk order
+    wallet_transfer(  # INSUFFICIENT_FUNDS / WALLET_LOCKED
         source=wallets[buyer.pk],
         destination=wallets[product.merchant_id],
+        locked_by_caller=True,
         amount=amount,
         source_type=LedgerEntry.Type.PAYMENT,
         destination_type=LedgerEntry.Type.REVENUE,
@@ -446,10 +446,11 @@ def _refund_wallet(*, order_id, reason: str) -> Order:
     if order.status != Status.COMPLETED:
         raise OrderNotRefundable()
     product_return_units(product_id=order.product_id, quantity=order.quantity)
-    wallets = _user_wallets(order.merchant_id, order.user_id)
+    wallets = wallets_lock_for_users(order.merchant_id, order.user_id)
     wallet_transfer(  # INSUFFICIENT_FUNDS when the merchant is short: everything rolls back
         source=wallets[order.merchant_id],
         destination=wallets[order.user_id],
+        locked_by_caller=True,
         amount=order.amount,
         source_type=LedgerEntry.Type.REFUND,
         destination_type=LedgerEntry.Type.REFUND,

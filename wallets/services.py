@@ -16,13 +16,17 @@ rule: lock, then check, then write.
 Every service runs in `atomic_with_retry`: on its own it is one transaction retried on
 deadlock / serialization failure; called inside a caller's `transaction.atomic` (an order
 purchase that already locked its product row) it joins that transaction as a savepoint.
+A caller that locked the wallets itself (`wallets_lock_for_users`, one statement for both
+wallets of a purchase) passes them on (`wallet_transfer(locked_by_caller=True)`): no
+second lock, no savepoint.
 """
 
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from accounts.models import User
@@ -78,6 +82,29 @@ def wallet_get_or_create(*, user: User) -> Wallet:
         user=user, defaults={"kind": Wallet.Kind.USER, "currency": settings.CURRENCY}
     )
     return wallet
+
+
+def wallets_lock_for_users(*user_ids) -> dict:
+    """{user id: Wallet} for these users' wallets, locked `SELECT ... FOR UPDATE` in
+    primary-key order, in one statement. Call inside a transaction; the locks last until it
+    ends. A missing wallet (a user made outside registration) is created, then locked.
+
+    Pass the wallets on with `locked_by_caller=True` (`wallet_transfer`): they are not
+    read and locked a second time.
+    """
+    for _ in range(2):
+        found = {
+            w.user_id: w
+            for w in Wallet.objects.select_for_update()
+            .filter(user_id__in=user_ids, kind=Wallet.Kind.USER)
+            .order_by("pk")
+        }
+        missing = [user_id for user_id in user_ids if user_id not in found]
+        if not missing:
+            return found
+        for user_id in missing:
+            wallet_get_or_create(user=User(pk=user_id))
+    raise AssertionError("unreachable: the missing wallets were just created")  # pragma: no cover
 
 
 def system_wallet(code: SystemAccount | str) -> Wallet:
@@ -173,12 +200,19 @@ def wallet_transfer(
     reference_type: str | None = None,
     reference_id: str | None = None,
     description: str = "",
+    locked_by_caller: bool = False,
 ) -> Movement:
     """Move `amount` from one user wallet to another in one journal entry.
 
     A wallet purchase: `source=buyer, destination=merchant` (PAYMENT / REVENUE, reference
     `("order", order.id)`); its refund: `source=merchant, destination=buyer` with both
     types REFUND. Both wallets are locked in primary-key order.
+
+    `locked_by_caller=True`: the caller already locked both in its open transaction
+    (`wallets_lock_for_users`) and passes those very instances; the transfer then checks
+    and writes in that transaction, without locking again and without a savepoint (see
+    `_post`): a refusal raised by it leaves nothing written, any later error dooms the
+    caller's transaction, as a purchase or a refund wants.
     """
     _require_amount(amount, InvalidTransfer)
     if source.pk == destination.pk:
@@ -189,6 +223,7 @@ def wallet_transfer(
         reference_type=reference_type,
         reference_id=reference_id,
         user_wallets_only=True,
+        locked={source.pk: source, destination.pk: destination} if locked_by_caller else None,
     )
 
 
@@ -244,7 +279,6 @@ def wallet_adjust(*, wallet: Wallet, amount: Decimal, reason: str, staff_user: U
     )
 
 
-@atomic_with_retry
 def _post(
     *,
     legs: list[Leg],
@@ -254,23 +288,54 @@ def _post(
     created_by: User | None = None,
     allow_locked: bool = False,
     user_wallets_only: bool = False,
+    locked: dict | None = None,
 ) -> Movement:
-    """Post one balanced journal entry: lock the user wallets (pk order), check, write."""
+    """Post one balanced journal entry: lock the user wallets (pk order), check, write.
+
+    `locked`: {wallet id: Wallet} the caller already locked in its open transaction (every
+    user wallet of the legs). Then nothing is locked again and no savepoint is opened: the
+    checks raise before anything is written, and the writes join the caller's transaction.
+    """
     assert sum(leg.delta for leg in legs) == 0, "a journal entry's legs must sum to zero"
     assert all(leg.delta != 0 for leg in legs)
-
     wallet_ids = [leg.wallet_id for leg in legs]
     assert len(set(wallet_ids)) == len(wallet_ids), "one leg per wallet"
+    entry = {
+        "legs": legs,
+        "description": description,
+        "reference_type": reference_type,
+        "reference_id": reference_id,
+        "created_by": created_by,
+    }
+    if locked is None:
+        return _lock_and_post(**entry, allow_locked=allow_locked, user_wallets_only=user_wallets_only)
+    if not connection.in_atomic_block:
+        raise TransactionManagementError("Wallets locked by the caller need the caller's transaction.")
+    _check(legs, locked, allow_locked=allow_locked, user_wallets_only=user_wallets_only)
+    with transaction.atomic(savepoint=False):
+        return _write(**entry, locked=locked)
+
+
+@atomic_with_retry
+def _lock_and_post(*, legs: list[Leg], allow_locked: bool, user_wallets_only: bool, **entry) -> Movement:
+    """`_post` on its own: one transaction (a savepoint inside a caller's) that locks the
+    user wallets, checks and writes; a refusal leaves nothing behind, not even the locks."""
     # User wallets are locked, in primary-key order (the ORDER BY runs before the row locks).
     # System accounts are neither locked nor updated: their legs carry no running balance.
     locked = {
         w.pk: w
-        for w in Wallet.objects.select_for_update().filter(pk__in=wallet_ids, kind=Wallet.Kind.USER).order_by("pk")
+        for w in Wallet.objects.select_for_update()
+        .filter(pk__in=[leg.wallet_id for leg in legs], kind=Wallet.Kind.USER)
+        .order_by("pk")
     }
-    if user_wallets_only and len(locked) != len(wallet_ids):
-        raise InvalidTransfer("A transfer moves money between two user wallets.")
+    _check(legs, locked, allow_locked=allow_locked, user_wallets_only=user_wallets_only)
+    return _write(legs=legs, locked=locked, **entry)
 
-    # Check everything before writing anything.
+
+def _check(legs: list[Leg], locked: dict, *, allow_locked: bool, user_wallets_only: bool) -> None:
+    """Everything is checked before anything is written, on rows locked by this transaction."""
+    if user_wallets_only and (len(locked) != len(legs) or any(w.kind != Wallet.Kind.USER for w in locked.values())):
+        raise InvalidTransfer("A transfer moves money between two user wallets.")
     for wallet in locked.values():
         if wallet.is_locked and not allow_locked:
             raise WalletLocked()
@@ -279,6 +344,17 @@ def _post(
         if wallet is not None and wallet.balance + leg.delta < 0:
             raise InsufficientFunds(required=-leg.delta, available=wallet.balance, currency=wallet.currency)
 
+
+def _write(
+    *,
+    legs: list[Leg],
+    locked: dict,
+    description: str,
+    reference_type: str | None,
+    reference_id: str | None,
+    created_by: User | None,
+) -> Movement:
+    """The journal entry, one UPDATE of every user wallet, the legs in one INSERT."""
     journal = JournalEntry.objects.create(
         reference_type=reference_type,
         reference_id=None if reference_id is None else str(reference_id),
@@ -302,11 +378,42 @@ def _post(
             entry.sequence = wallet.last_sequence + 1
             entry.balance_before = wallet.balance
             entry.balance_after = wallet.balance + leg.delta
-            Wallet.objects.filter(pk=wallet.pk).update(
-                balance=F("balance") + leg.delta, last_sequence=F("last_sequence") + 1, updated_at=now
-            )
-            wallet.balance, wallet.last_sequence, wallet.updated_at = entry.balance_after, entry.sequence, now
             user_legs[wallet.pk] = entry
         entries.append(entry)
+    _move_balances(user_legs, now)
+    for wallet_id, entry in user_legs.items():
+        wallet = locked[wallet_id]
+        wallet.balance, wallet.last_sequence, wallet.updated_at = entry.balance_after, entry.sequence, now
     LedgerEntry.objects.bulk_create(entries)
     return Movement(journal=journal, legs=user_legs, wallets=locked)
+
+
+#: `_move_balances`: one UPDATE for every user wallet of an entry. The ORM can say it too
+#: (`update(balance=F("balance") + Case(When(pk=..., then=...), ...))`), but building that
+#: expression costs as much Python as two UPDATEs (about 1 ms per purchase), so this one
+#: statement, on the hottest path of every movement, is written out (portable SQL).
+_MOVE_BALANCES_SQL = """
+    UPDATE wallets_wallet
+       SET balance = balance + CASE id {cases} END,
+           last_sequence = last_sequence + 1,
+           updated_at = %s
+     WHERE id IN ({ids})
+"""
+
+
+def _move_balances(user_legs: dict, now) -> None:
+    """`balance = balance + delta` in the database (never a value computed here) and the
+    next `last_sequence`, for every user wallet of the entry (all locked by this
+    transaction), in one statement."""
+    if not user_legs:
+        return
+    pk, balance, updated_at = (Wallet._meta.get_field(name) for name in ("id", "balance", "updated_at"))
+    ids = [pk.get_db_prep_value(wallet_id, connection) for wallet_id in user_legs]
+    deltas = [balance.get_db_prep_value(entry.delta, connection) for entry in user_legs.values()]
+    sql = _MOVE_BALANCES_SQL.format(cases=" ".join(["WHEN %s THEN %s"] * len(ids)), ids=", ".join(["%s"] * len(ids)))
+    params = [value for pair in zip(ids, deltas, strict=True) for value in pair]
+    params += [updated_at.get_db_prep_value(now, connection), *ids]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        updated = cursor.rowcount
+    assert updated == len(user_legs), "every user wallet of the entry is locked by this transaction"

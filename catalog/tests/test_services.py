@@ -1,3 +1,4 @@
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -103,6 +104,28 @@ class TestOrderStockServices:
         product = ProductFactory(is_active=False)
         with pytest.raises(ProductUnavailable):
             services.product_take_units(product_id=product.pk, quantity=1)
+
+    def test_unknown_product_is_not_found(self):
+        with pytest.raises(ProductNotFound):
+            services.product_take_units(product_id=uuid.uuid4(), quantity=1)
+
+    def test_take_is_one_statement_and_returns_the_updated_row(self, product, django_assert_num_queries):
+        with transaction.atomic(), django_assert_num_queries(1) as captured:  # no savepoint, no SELECT
+            taken = services.product_take_units(product_id=str(product.pk), quantity=4)
+        assert captured.captured_queries[0]["sql"].split()[0] == "UPDATE"
+        fresh = Product.objects.get(pk=product.pk)
+        assert (taken.pk, taken.available_units, taken.updated_at) == (fresh.pk, 6, fresh.updated_at)
+        assert (taken.price, taken.merchant_id, taken.is_active) == (fresh.price, fresh.merchant_id, True)
+
+    def test_a_refusal_leaves_the_callers_transaction_usable(self, product):
+        """No savepoint is needed: a refused take wrote nothing, so the caller may carry on."""
+        other = ProductFactory(available_units=1)
+        with transaction.atomic():
+            with pytest.raises(ProductOutOfStock):
+                services.product_take_units(product_id=other.pk, quantity=2)
+            services.product_take_units(product_id=product.pk, quantity=1)
+        assert Product.objects.get(pk=product.pk).available_units == 9
+        assert Product.objects.get(pk=other.pk).available_units == 1
 
     def test_units_return_to_an_inactive_product(self):
         product = ProductFactory(is_active=False, available_units=0)

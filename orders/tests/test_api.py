@@ -191,22 +191,35 @@ class TestQueryBudgets:
     """Counted with the token's user and, in tests, the savepoints standing for BEGIN/COMMIT."""
 
     def test_wallet_purchase(self, buyer_client, funded_buyer_wallet, product, django_assert_max_num_queries):
-        with django_assert_max_num_queries(16):
+        with django_assert_max_num_queries(9):
             assert buy(buyer_client, product).status_code == 201
 
     def test_wallet_purchase_queries_are_the_documented_ones(self, buyer_client, funded_buyer_wallet, product):
+        """docs/ARCHITECTURE.md, "Orders": the statements of a wallet purchase, in order (in a
+        test the transaction is a savepoint of the test's; in production BEGIN / COMMIT)."""
         with CaptureQueriesContext(connection) as ctx:
             assert buy(buyer_client, product).status_code == 201
-        statements = [q["sql"].split()[0] for q in ctx.captured_queries]
-        sql = [q["sql"] for q in ctx.captured_queries]
-        assert sum("FOR UPDATE" in s for s in sql) == 2  # product; both wallets in one statement
-        assert statements.count("UPDATE") == 3  # stock, buyer, merchant
-        assert statements.count("INSERT") == 3  # journal, legs (one bulk insert), order
+        sql = [" ".join(q["sql"].split()) for q in ctx.captured_queries]
+        shapes = [
+            ("SELECT", '"accounts_user"', ""),  # the token's user
+            ("SAVEPOINT", "", ""),
+            ("UPDATE", "catalog_product", "RETURNING"),  # stock taken and row locked, or nothing
+            ("SELECT", '"wallets_wallet"', "FOR UPDATE"),  # both wallets, in primary-key order
+            ("INSERT", '"wallets_journalentry"', ""),
+            ("UPDATE", "wallets_wallet", "CASE"),  # both balances, one statement
+            ("INSERT", '"wallets_ledgerentry"', "UNNEST"),  # both legs, one statement
+            ("INSERT", '"orders_order"', ""),
+            ("RELEASE", "", ""),
+        ]
+        assert len(sql) == len(shapes), sql
+        for statement, (verb, table, marker) in zip(sql, shapes, strict=True):
+            assert statement.startswith(verb) and table in statement and marker in statement, statement
+        assert 'ORDER BY "wallets_wallet"."id"' in sql[3]
 
     def test_wallet_purchase_with_idempotency_key(
         self, buyer_client, funded_buyer_wallet, product, django_assert_max_num_queries
     ):
-        with django_assert_max_num_queries(23):
+        with django_assert_max_num_queries(16):
             assert buy(buyer_client, product, key="q").status_code == 201
         with django_assert_max_num_queries(5):
             assert buy(buyer_client, product, key="q").status_code == 201

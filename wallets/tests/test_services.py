@@ -2,6 +2,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.test import override_settings
 
 from accounts.services import user_register
@@ -197,6 +198,49 @@ class TestTransfer:
             services.wallet_transfer(source=wallet, destination=system, amount=D("1.00"))
         assert balance(wallet) == D("10.00")
 
+    def test_wallets_locked_by_the_caller_are_not_locked_again(self, merchant, django_assert_num_queries):
+        """A purchase locks both wallets in one statement and passes them on: the transfer
+        then writes the journal entry, both balances (one UPDATE) and both legs (one INSERT)."""
+        buyer_wallet = funded_wallet(amount="10.00")
+        merchant_wallet = WalletFactory(user=merchant)
+        with transaction.atomic():
+            with django_assert_num_queries(1) as lock:
+                wallets = services.wallets_lock_for_users(buyer_wallet.user_id, merchant.pk)
+            assert "FOR UPDATE" in lock.captured_queries[0]["sql"]
+            with django_assert_num_queries(3):
+                movement = services.wallet_transfer(
+                    source=wallets[buyer_wallet.user_id],
+                    destination=wallets[merchant.pk],
+                    amount=D("4.00"),
+                    locked_by_caller=True,
+                )
+        assert (balance(buyer_wallet), balance(merchant_wallet)) == (D("6.00"), D("4.00"))
+        assert movement.leg_for(merchant_wallet).balance_after == D("4.00")
+        assert Wallet.objects.get(pk=merchant_wallet.pk).last_sequence == 1
+
+    def test_a_refusal_on_wallets_locked_by_the_caller_leaves_its_transaction_usable(self, merchant):
+        buyer_wallet = funded_wallet(amount="1.00")
+        WalletFactory(user=merchant)
+        with transaction.atomic():
+            wallets = services.wallets_lock_for_users(buyer_wallet.user_id, merchant.pk)
+            with pytest.raises(InsufficientFunds):
+                services.wallet_transfer(
+                    source=wallets[buyer_wallet.user_id],
+                    destination=wallets[merchant.pk],
+                    amount=D("4.00"),
+                    locked_by_caller=True,
+                )
+            assert balance(buyer_wallet) == D("1.00")  # the transaction still answers
+        assert JournalEntry.objects.count() == 1  # only the funding deposit
+
+    def test_wallets_lock_for_users_creates_a_missing_wallet(self, merchant):
+        buyer = UserFactory()
+        Wallet.objects.filter(user=buyer).delete()
+        with transaction.atomic():
+            wallets = services.wallets_lock_for_users(buyer.pk, merchant.pk)
+        assert set(wallets) == {buyer.pk, merchant.pk}
+        assert Wallet.objects.get(user=buyer).balance == D("0.00")
+
     def test_joins_the_callers_transaction(self, merchant):
         """The purchase runs the transfer inside its own atomic block: roll that back, nothing moved."""
         buyer_wallet = funded_wallet(amount="10.00")
@@ -276,3 +320,15 @@ class TestDatabaseConstraints:
                 sequence=1,
                 currency="USD",
             )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_wallets_locked_by_the_caller_need_its_transaction(merchant):
+    """Outside a transaction the locks would already be gone: refused before any write."""
+    buyer_wallet = funded_wallet(amount="10.00")
+    merchant_wallet = WalletFactory(user=merchant)
+    with pytest.raises(TransactionManagementError):
+        services.wallet_transfer(
+            source=buyer_wallet, destination=merchant_wallet, amount=D("1.00"), locked_by_caller=True
+        )
+    assert (balance(buyer_wallet), balance(merchant_wallet)) == (D("10.00"), D("0.00"))
