@@ -319,6 +319,11 @@ class ResourceMeter:
                 )
                 out[f"{group}_cpu_ms_per_req"] = round(1000 * ticks / self.hz / per, 3)
                 out[f"{group}_cpu_cores"] = round(ticks / self.hz / wall, 2)
+        if "postgres" in after:
+            # Persistent connections at work: the backends at the end, and how many of them
+            # were opened during the scenario (0 when every connection was reused).
+            out["postgres_backends"] = len(after["postgres"])
+            out["postgres_new_backends"] = len(set(after["postgres"]) - set(self.before["postgres"]))
         return out
 
 
