@@ -216,6 +216,13 @@ class TestQueryBudgets:
             assert statement.startswith(verb) and table in statement and marker in statement, statement
         assert 'ORDER BY "wallets_wallet"."id"' in sql[3]
 
+    def test_wallet_refund(
+        self, buyer_client, funded_buyer_wallet, product, merchant_client, django_assert_max_num_queries
+    ):
+        order = buy(buyer_client, product).json()
+        with django_assert_max_num_queries(14):
+            assert merchant_client.post(f"{ORDERS}/{order['id']}/refund").status_code == 200
+
     def test_wallet_purchase_with_idempotency_key(
         self, buyer_client, funded_buyer_wallet, product, django_assert_max_num_queries
     ):
