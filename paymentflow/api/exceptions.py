@@ -9,6 +9,8 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -119,6 +121,13 @@ def api_exception_handler(exc, context):
             # simplejwt puts {"detail", "code", "messages"} in detail; show only the sentence.
             detail = exc.detail.get("detail", "") if isinstance(exc.detail, dict) else exc.detail
             message = str(detail) or str(exc.default_detail)
+    elif isinstance(exc, (DatabaseOperationalError, DatabaseInterfaceError)):
+        # The database is unreachable or restarting: a client should retry (with the same
+        # Idempotency-Key for money, which makes the retry safe), so say so rather than 500.
+        logger.error("Database unavailable on %s %s: %s", request.method, request.path, exc)
+        status_code, code, details = 503, "DATABASE_UNAVAILABLE", {}
+        message = "The database is unavailable. Retry shortly, with the same Idempotency-Key for a payment."
+        headers["Retry-After"] = "1"
     else:
         logger.exception("Unhandled error on %s %s", request.method, request.path)
         status_code, code, details = 500, "INTERNAL_ERROR", {}

@@ -12,7 +12,9 @@ _WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 class AutoSchema(SpectacularAutoSchema):
     def _error_statuses(self) -> list[str]:
         is_public = any(isinstance(p, Public) for p in self.view.get_permissions())
-        statuses = ["400", "404", "429"]
+        # 503: the database is unavailable (DATABASE_UNAVAILABLE) or still deadlocked after
+        # the retries (DATABASE_BUSY); every operation can meet either.
+        statuses = ["400", "404", "429", "503"]
         if not is_public:
             statuses += ["401", "403"]
         if self.method in _WRITE_METHODS:

@@ -227,3 +227,21 @@ class TestProductionSettings:
             },
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_outage_is_a_503_in_the_envelope(buyer_client):
+    """The database is really unreachable (its port points at nothing), not simulated."""
+    from django.db import connection
+
+    connection.close()
+    real_port = connection.settings_dict["PORT"]
+    connection.settings_dict["PORT"] = "1"  # nothing listens on port 1
+    try:
+        response = buyer_client.get("/api/v1/auth/me")
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = real_port
+    body = envelope(response, 503, "DATABASE_UNAVAILABLE")
+    assert response["Retry-After"] == "1"
+    assert "port" not in body["message"].lower() and "connection" not in body["message"].lower()
