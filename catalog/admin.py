@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from catalog import services
 from catalog.exceptions import InvalidStockAdjustment
 from catalog.models import MAX_UNITS, Product, StockAdjustment
+from paymentflow.admin import ReadOnlyAdminMixin
 
 
 class AdjustStockForm(forms.Form):
@@ -32,7 +33,7 @@ class AdjustStockForm(forms.Form):
         return delta
 
 
-class StockAdjustmentInline(admin.TabularInline):
+class StockAdjustmentInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = StockAdjustment
     extra = 0
     can_delete = False
@@ -40,12 +41,6 @@ class StockAdjustmentInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ["-created_at"]
     verbose_name_plural = "Stock history (adjustments outside orders)"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Product)
@@ -156,7 +151,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(StockAdjustment)
-class StockAdjustmentAdmin(admin.ModelAdmin):
+class StockAdjustmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Append-only history: visible, never added, changed or deleted here."""
 
     list_display = ["created_at", "product", "delta", "units_before", "units_after", "source", "actor", "reason"]
@@ -164,12 +159,3 @@ class StockAdjustmentAdmin(admin.ModelAdmin):
     search_fields = ["product__name", "reason", "actor__email"]
     list_select_related = ["product", "actor"]
     ordering = ["-created_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 
 from orders import services
 from orders.models import Order
+from paymentflow.admin import ReadOnlyAdminMixin
 from paymentflow.api.exceptions import ApplicationError
 
 FIELDS = [
@@ -36,7 +37,7 @@ FIELDS = [
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "created_at", "status", "payment_method", "user", "merchant", "product", "quantity", "amount"]
     list_filter = ["status", "payment_method", "refund_required", "created_at"]
     list_select_related = ["user", "merchant", "product"]
@@ -46,15 +47,6 @@ class OrderAdmin(admin.ModelAdmin):
     readonly_fields = FIELDS
     fields = FIELDS
     actions = ["refund_orders"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_refund_permission(self, request):
         return request.user.has_perm("orders.change_order")

@@ -10,25 +10,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from paymentflow.admin import ReadOnlyAdminMixin
 from paymentflow.api.exceptions import ApplicationError
 from wallets import services
 from wallets.models import JournalEntry, LedgerEntry, TopUp, Wallet
 
 RECENT_LEGS = 20
 LEG_FIELDS = ["created_at", "type", "delta", "balance_before", "balance_after", "sequence", "journal"]
-
-
-class ReadOnlyAdminMixin:
-    """The ledger is append-only: staff may look, never add, change or delete."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class RecentLegsFormSet(BaseInlineFormSet):
@@ -64,7 +52,7 @@ class AdjustBalanceForm(forms.Form):
 
 
 @admin.register(Wallet)
-class WalletAdmin(admin.ModelAdmin):
+class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "balance", "currency", "is_locked", "updated_at"]
     list_filter = ["kind", "is_locked"]
     list_select_related = ["user"]
@@ -84,19 +72,10 @@ class WalletAdmin(admin.ModelAdmin):
     ]
     fields = readonly_fields
     inlines = [RecentLegsInline]
-    actions = ["lock_wallets", "unlock_wallets"]
-
-    # The wallet form is view-only: saving it would write the balance read at page load
-    # back over whatever moved since. Locking goes through the actions, money through
+    # View-only (ReadOnlyAdminMixin): saving the form would write the balance read at page
+    # load back over whatever moved since. Locking goes through the actions, money through
     # "Adjust balance" (wallets.services).
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    actions = ["lock_wallets", "unlock_wallets"]
 
     def has_lock_permission(self, request):
         return request.user.has_perm("wallets.change_wallet")

@@ -6,6 +6,7 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from paymentflow.admin import ReadOnlyAdminMixin
 from webhooks.exceptions import WebhookProcessingFailed
 from webhooks.models import StripeEvent
 from webhooks.services import stripe_event_reprocess
@@ -14,7 +15,7 @@ REPROCESSABLE = (StripeEvent.Status.FAILED, StripeEvent.Status.RECEIVED)
 
 
 @admin.register(StripeEvent)
-class StripeEventAdmin(admin.ModelAdmin):
+class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["event_id", "type", "status", "attempts", "object_id", "outcome", "received_at", "processed_at"]
     list_filter = ["status", "type", "livemode", "received_at"]
     search_fields = ["event_id", "object_id"]
@@ -35,15 +36,6 @@ class StripeEventAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
     actions = ["reprocess"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_reprocess_permission(self, request):
         return request.user.has_perm("webhooks.reprocess_stripeevent")
