@@ -93,6 +93,21 @@ def _user_wallets(*user_ids) -> dict:
     return found
 
 
+def _settle_with_clearing(order: Order, *, delta, type: str, description: str):
+    """Move the merchant's card money against `stripe:clearing` (+ credited, - debited), in a
+    savepoint: refused (a locked wallet, a short balance), it leaves nothing behind, not
+    even the wallet's lock."""
+    return wallet_settle(
+        wallet=_user_wallets(order.merchant_id)[order.merchant_id],
+        account=SystemAccount.STRIPE_CLEARING,
+        delta=delta,
+        type=type,
+        reference_type=REFERENCE_TYPE,
+        reference_id=str(order.pk),
+        description=description[:255],
+    )
+
+
 # --- purchase -----------------------------------------------------------------------------
 
 
@@ -334,14 +349,8 @@ def order_gateway_payment_succeeded(*, order_id, session_id: str, payment_intent
         fields["stripe_session_id"] = session_id
     if order.status == Status.PENDING:
         try:
-            wallet_settle(  # a savepoint: refused, it leaves nothing behind, not even the wallet's lock
-                wallet=_user_wallets(order.merchant_id)[order.merchant_id],
-                account=SystemAccount.STRIPE_CLEARING,
-                delta=order.amount,
-                type=LedgerEntry.Type.REVENUE,
-                reference_type=REFERENCE_TYPE,
-                reference_id=str(order.pk),
-                description=f"Order {order.pk} paid by card"[:255],
+            _settle_with_clearing(
+                order, delta=order.amount, type=LedgerEntry.Type.REVENUE, description=f"Order {order.pk} paid by card"
             )
         except WalletLocked:
             logger.warning("Order %s paid but the merchant's wallet is locked: failing and refunding it", order.pk)
@@ -470,14 +479,8 @@ def _refund_gateway_hold(*, order_id, reason: str) -> Order:
         raise OrderNotRefundable()
     if order.refund_requested_at is not None:
         return order  # a previous attempt already holds the money: resume it
-    wallet_settle(
-        wallet=_user_wallets(order.merchant_id)[order.merchant_id],
-        account=SystemAccount.STRIPE_CLEARING,
-        delta=-order.amount,
-        type=LedgerEntry.Type.REFUND,
-        reference_type=REFERENCE_TYPE,
-        reference_id=str(order.pk),
-        description=f"Card refund of order {order.pk}"[:255],
+    _settle_with_clearing(
+        order, delta=-order.amount, type=LedgerEntry.Type.REFUND, description=f"Card refund of order {order.pk}"
     )
     order.refund_requested_at = timezone.now()
     order.refund_reason = reason or None
@@ -501,14 +504,11 @@ def _refund_gateway_release_hold(*, order_id) -> Order:
     order = _lock_order(order_id)
     if order.status != Status.COMPLETED or order.refund_requested_at is None:
         return order
-    wallet_settle(
-        wallet=_user_wallets(order.merchant_id)[order.merchant_id],
-        account=SystemAccount.STRIPE_CLEARING,
+    _settle_with_clearing(
+        order,
         delta=order.amount,
         type=LedgerEntry.Type.REVENUE,
-        reference_type=REFERENCE_TYPE,
-        reference_id=str(order.pk),
-        description=f"Card refund of order {order.pk} refused by Stripe; revenue restored"[:255],
+        description=f"Card refund of order {order.pk} refused by Stripe; revenue restored",
     )
     order.refund_requested_at = None
     order.save(update_fields=["refund_requested_at", "updated_at"])
