@@ -3,7 +3,8 @@
 `@idempotent(multi_step=...)` claims the key in its own short transaction, then lets the
 purchase run its reserve / Stripe / record steps. These tests stall the fake Stripe in
 the middle of a keyed gateway purchase and check, from other threads, that the product
-can still be bought and that a duplicate is told 409 at once.
+can still be bought and that a duplicate is told 409 at once; and that a claim left by a
+killed process blocks the key only until it is stale.
 """
 
 import threading
@@ -17,8 +18,6 @@ from orders.models import Order
 from orders.tests.utils import stock
 from wallets.tests.factories import funded_wallet
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]
-
 ORDERS = "/api/v1/orders"
 
 
@@ -26,6 +25,8 @@ def _in_stripe(fake_stripe) -> bool:
     return bool(fake_stripe.calls("POST", "/v1/checkout/sessions"))
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.concurrency
 def test_keyed_gateway_purchase_holds_no_lock_during_the_stripe_call(
     live_server, fake_stripe, buyer, client_for, product, settings
 ):
@@ -83,3 +84,41 @@ def test_keyed_gateway_purchase_holds_no_lock_during_the_stripe_call(
     )
     assert replay.status_code == 201 and replay.content == first.content
     assert len(fake_stripe.calls("POST", "/v1/checkout/sessions")) == 1
+
+
+def _claim_left_by_a_killed_process(user, product, *, age_seconds: int):
+    """The record a multi-step request claims before calling Stripe, as a process killed
+    mid-request leaves it: no response stored."""
+    import hashlib
+    import json
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from paymentflow.api.models import IdempotencyKey
+
+    body = json.dumps(
+        {"payment_method": "GATEWAY", "product_id": str(product.pk)}, sort_keys=True, separators=(",", ":")
+    )
+    fingerprint = hashlib.sha256(f"POST\n{ORDERS}\n{body}".encode()).hexdigest()
+    claim = IdempotencyKey.objects.create(user=user, key="crashed", fingerprint=fingerprint, method="POST", path=ORDERS)
+    IdempotencyKey.objects.filter(pk=claim.pk).update(created_at=timezone.now() - timedelta(seconds=age_seconds))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("age_seconds", "expected_status"), [(5, 409), (10 * 60, 201)])
+def test_a_claim_left_by_a_killed_process_is_taken_over_once_stale(
+    fake_stripe, buyer, buyer_client, product, age_seconds, expected_status
+):
+    _claim_left_by_a_killed_process(buyer, product, age_seconds=age_seconds)
+    body = {"productId": str(product.pk), "paymentMethod": "GATEWAY"}
+
+    response = buyer_client.post(ORDERS, body, format="json", HTTP_IDEMPOTENCY_KEY="crashed")
+
+    assert response.status_code == expected_status, response.content
+    if expected_status == 201:  # taken over: the response is now stored and replayed
+        replay = buyer_client.post(ORDERS, body, format="json", HTTP_IDEMPOTENCY_KEY="crashed")
+        assert replay.content == response.content and replay["Idempotent-Replayed"] == "true"
+    else:
+        assert response.json()["code"] == "IDEMPOTENCY_REQUEST_IN_PROGRESS"
+        assert not Order.objects.exists()

@@ -155,13 +155,18 @@ def _response_fields(response) -> dict:
     }
 
 
+def _locked_lookup(request, key: str, fingerprint: str) -> tuple[IdempotencyKey | None, HttpResponse | None]:
+    """Inside the caller's transaction: take the key's advisory lock (409 if another request
+    holds it), then (the earlier record or None, the replay it decides or None)."""
+    if not _try_lock(request.user.pk, key):
+        raise IdempotencyRequestInProgress()
+    record = IdempotencyKey.objects.filter(user=request.user, key=key).first()
+    return record, _existing_outcome(record, fingerprint)
+
+
 def _run_once(view, view_method, request, key: str, fingerprint: str, args, kwargs):
     """One transaction: the key's record and the operation commit together or not at all."""
-    user = request.user
-    if not _try_lock(user.pk, key):
-        raise IdempotencyRequestInProgress()
-    record = IdempotencyKey.objects.filter(user=user, key=key).first()
-    replay = _existing_outcome(record, fingerprint)
+    record, replay = _locked_lookup(request, key, fingerprint)
     if replay is not None:
         return replay
 
@@ -182,7 +187,7 @@ def _run_once(view, view_method, request, key: str, fingerprint: str, args, kwar
         return response
     try:
         IdempotencyKey.objects.create(
-            user=user,
+            user=request.user,
             key=key,
             fingerprint=fingerprint,
             method=request.method,
@@ -199,11 +204,7 @@ def _run_once(view, view_method, request, key: str, fingerprint: str, args, kwar
 @atomic_with_retry
 def _claim(request, key: str, fingerprint: str) -> HttpResponse | IdempotencyKey:
     """Multi-step, phase 1: a replay or refusal, or the claimed (committed) record."""
-    user = request.user
-    if not _try_lock(user.pk, key):
-        raise IdempotencyRequestInProgress()
-    record = IdempotencyKey.objects.filter(user=user, key=key).first()
-    replay = _existing_outcome(record, fingerprint)
+    record, replay = _locked_lookup(request, key, fingerprint)
     if replay is not None:
         return replay
     if record is not None:  # taking over an abandoned claim
@@ -211,7 +212,7 @@ def _claim(request, key: str, fingerprint: str) -> HttpResponse | IdempotencyKey
         record.save(update_fields=["created_at"])
         return record
     return IdempotencyKey.objects.create(
-        user=user, key=key, fingerprint=fingerprint, method=request.method, path=request.path[:255]
+        user=request.user, key=key, fingerprint=fingerprint, method=request.method, path=request.path[:255]
     )
 
 
