@@ -9,6 +9,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts.models import User
 from accounts.tests import tokens
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from paymentflow.testing.assertions import assert_error
 
 pytestmark = pytest.mark.django_db
 
@@ -19,15 +20,6 @@ LOGOUT = "/api/v1/auth/logout"
 ME = "/api/v1/auth/me"
 
 SEED_REGISTRATION = {"email": "buyer@example.com", "password": "SecurePass123!", "role": "USER"}
-
-
-def assert_error(response, status, code):
-    body = response.json()
-    assert response.status_code == status, body
-    assert body["statusCode"] == status
-    assert body["code"] == code
-    assert set(body) == {"statusCode", "error", "code", "message", "details", "timestamp", "path", "method"}
-    return body
 
 
 def register(client, **overrides):

@@ -2,6 +2,8 @@
 
 import re
 
+from paymentflow.testing.assertions import assert_error as error  # noqa: F401 (re-exported)
+
 PRODUCT_KEYS = {
     "id",
     "merchantId",
@@ -14,13 +16,6 @@ PRODUCT_KEYS = {
     "createdAt",
     "updatedAt",
 }
-
-
-def error(response, status, code):
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert (body["statusCode"], body["code"]) == (status, code), body
-    return body
 
 
 def links(response) -> dict[str, str]:

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from catalog.models import Product
 from orders.models import Order
+from paymentflow.testing.assertions import assert_error as error  # noqa: F401 (re-exported)
 from wallets.models import JournalEntry, LedgerEntry, Wallet
 
 ORDER_KEYS = {
@@ -25,13 +26,6 @@ ORDER_KEYS = {
     "createdAt",
     "updatedAt",
 }
-
-
-def error(response, status, code):
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert (body["statusCode"], body["code"]) == (status, code), body
-    return body
 
 
 def balance(user) -> Decimal:

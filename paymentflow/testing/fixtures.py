@@ -11,6 +11,7 @@
 - `live_server`: pytest-django's, but listening with a deep backlog (`LIVE_SERVER_BACKLOG`)
   instead of Django's 10, so that a burst of concurrent connections from the concurrency
   tests is queued, never reset ("Connection reset by peer") on a loaded machine.
+- `reconcile`: runs `manage.py reconcile_ledger`, for tests that end by proving the books.
 """
 
 from __future__ import annotations
@@ -94,3 +95,19 @@ def live_server(request) -> LiveServer:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def reconcile():
+    """reconcile() -> `manage.py reconcile_ledger`'s output; raises CommandError on any drift
+    (balances, chains, journals, stock, top-ups)."""
+    import io
+
+    from django.core.management import call_command
+
+    def run() -> str:
+        out = io.StringIO()
+        call_command("reconcile_ledger", "--no-progress", stdout=out, stderr=io.StringIO())
+        return out.getvalue()
+
+    return run

@@ -39,10 +39,10 @@ from accounts.tests.factories import MerchantFactory, UserFactory
 from catalog.tests.factories import ProductFactory
 from orders.models import Order
 from orders.services import order_purchase
+from paymentflow.testing.assertions import ENVELOPE_KEYS
 from paymentflow.wsgi import application
 from wallets.tests.factories import funded_wallet
 
-ENVELOPE_KEYS = {"statusCode", "error", "code", "message", "details", "timestamp", "path", "method"}
 # Bounded for `make test`; FUZZ_EXAMPLES=200 FUZZ_SEED=<n> for a deeper local run.
 EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "12"))
 SEED = int(os.environ.get("FUZZ_SEED", "20260101"))

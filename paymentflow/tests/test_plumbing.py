@@ -14,19 +14,10 @@ from rest_framework.test import APIClient, APIRequestFactory
 from accounts.models import User
 from accounts.tests.factories import UserFactory
 from paymentflow.api.pagination import PagePagination
+from paymentflow.testing.assertions import assert_error as envelope
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
-ENVELOPE_KEYS = {"statusCode", "error", "code", "message", "details", "timestamp", "path", "method"}
-
-
-def envelope(response, status, code):
-    assert response.status_code == status
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == ENVELOPE_KEYS
-    assert (body["statusCode"], body["code"]) == (status, code)
-    return body
 
 
 class TestErrorEnvelope:

@@ -34,13 +34,13 @@ from catalog.models import Product
 from catalog.tests.factories import ProductFactory
 from orders.models import Order
 from orders.services import order_purchase
+from paymentflow.testing.assertions import assert_error as error
 from wallets.models import JournalEntry, LedgerEntry, TopUp, Wallet
 from wallets.tests.factories import TopUpFactory, funded_wallet
 
 pytestmark = pytest.mark.django_db
 
 API = "/api/v1"
-ENVELOPE_KEYS = {"statusCode", "error", "code", "message", "details", "timestamp", "path", "method"}
 
 # --- the response scanner -------------------------------------------------------------------
 
@@ -135,15 +135,6 @@ def client_for():
         return client
 
     return make
-
-
-def error(response, status, code):
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == ENVELOPE_KEYS, body
-    assert (body["statusCode"], body["code"]) == (status, code), body
-    return body
 
 
 def test_the_scanner_finds_what_it_looks_for(api_client):

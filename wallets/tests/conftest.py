@@ -1,7 +1,4 @@
-import io
-
 import pytest
-from django.core.management import call_command
 
 from wallets.tests.factories import WalletFactory
 
@@ -16,15 +13,3 @@ def staff(db):
     from accounts.models import User
 
     return User.objects.create_superuser("staff@example.com", "StaffPass123!")
-
-
-@pytest.fixture
-def reconcile():
-    """reconcile() -> the command's stdout; raises CommandError on drift."""
-
-    def run() -> str:
-        out = io.StringIO()
-        call_command("reconcile_ledger", "--no-progress", stdout=out, stderr=io.StringIO())
-        return out.getvalue()
-
-    return run

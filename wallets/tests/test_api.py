@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
 from paymentflow.api.models import IdempotencyKey
+from paymentflow.testing.assertions import assert_error
 from wallets import services
 from wallets.models import LedgerEntry, Wallet
 from wallets.tests.factories import WalletFactory, funded_wallet
@@ -33,15 +34,6 @@ TRANSACTION_KEYS = {
     "description",
     "createdAt",
 }
-ENVELOPE_KEYS = {"statusCode", "error", "code", "message", "details", "timestamp", "path", "method"}
-
-
-def assert_error(response, status, code):
-    body = response.json()
-    assert response.status_code == status, body
-    assert set(body) == ENVELOPE_KEYS
-    assert (body["statusCode"], body["code"]) == (status, code)
-    return body
 
 
 def post(client, path, body, **headers):

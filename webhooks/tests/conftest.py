@@ -1,2 +1,2 @@
-# The ledger's reconciliation and a superuser, shared with the wallets tests.
-from wallets.tests.conftest import reconcile, staff  # noqa: F401
+# A superuser, shared with the wallets tests (`reconcile` comes from paymentflow.testing.fixtures).
+from wallets.tests.conftest import staff  # noqa: F401

@@ -9,6 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from paymentflow.gateway import WEBHOOK_TOLERANCE_SECONDS
+from paymentflow.testing.assertions import ENVELOPE_KEYS
 from paymentflow.testing.fake_stripe import build_event, sign_payload
 from wallets.models import TopUp, Wallet
 from wallets.services import wallet_set_locked
@@ -19,7 +20,6 @@ from webhooks.tests.utils import WEBHOOK_URL, deliver, post_raw
 pytestmark = pytest.mark.django_db
 
 STALE_SECONDS = WEBHOOK_TOLERANCE_SECONDS + 60
-ENVELOPE_KEYS = {"statusCode", "error", "code", "message", "details", "timestamp", "path", "method"}
 
 
 def assert_refused(response, status, code):
