@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework_simplejwt.exceptions import InvalidToken
 
 from paymentflow.api.errors import error_body
-from paymentflow.api.serializers import camel
+from paymentflow.api.renderers import camel_key as camel
 
 logger = logging.getLogger("paymentflow.api")
 

@@ -2,7 +2,6 @@
 
 from decimal import Decimal
 
-from djangorestframework_camel_case.util import camelize_re, underscore_to_camel
 from rest_framework import serializers
 
 MONEY_MAX_DIGITS = 14
@@ -62,10 +61,6 @@ class StrictInputSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError({name: ["This field is not allowed."] for name in unknown})
         return super().validate(attrs)
-
-
-def camel(name: str) -> str:
-    return camelize_re.sub(underscore_to_camel, name)
 
 
 class ErrorSerializer(serializers.Serializer):
