@@ -75,7 +75,7 @@ class GatewayError(ApplicationError):
     """Stripe failed, timed out or could not be reached. The cause is logged, never shown.
 
     `stripe_code` / `http_status` / `request_id` describe the cause for callers and logs;
-    `transient` is True for timeouts, connection failures, 429 and 5xx (a later retry with
+    `transient` is True for timeouts, connection failures, 409, 429 and 5xx (a later retry with
     the same idempotency key may succeed).
     """
 
@@ -237,7 +237,11 @@ def _call(operation: str, fn: Callable[[stripe.StripeClient], T]) -> T:
 
 def _gateway_error(operation: str, exc: stripe.StripeError) -> GatewayError:
     status = exc.http_status
-    transient = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError) or (status or 0) >= 500
+    # 409: another request with the same idempotency key is still running at Stripe (e.g. two
+    # refunds of one order at once). Its outcome is unknown, not a refusal: retry later.
+    transient = (
+        isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError) or status == 409 or (status or 0) >= 500
+    )
     # The SDK's message never contains our key (Stripe masks it); it is logged, not shown.
     logger.warning(
         "Stripe %s failed: %s (http_status=%s, code=%s, request_id=%s): %s",

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -438,3 +438,33 @@ def test_gateway_not_configured_raises_before_reserving(db, buyer, product):
     with pytest.raises(GatewayNotConfigured):
         services.order_purchase_with_gateway(buyer=buyer, product_id=product.pk)
     assert stock(product) == 10 and not Order.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.concurrency
+def test_concurrent_refund_refused_409_by_stripe_keeps_the_hold(
+    fake_stripe, buyer_client, product, merchant, reconcile
+):
+    """Two refunds of one card order at once: the second finds the hold taken and asks
+    Stripe with the same key while the first is still in flight; Stripe answers it 409
+    (idempotency key in use). That is no refusal of the refund: the first one goes through,
+    so the second must not give the held money back to the merchant."""
+    order = pay(fake_stripe, create(buyer_client, product)["id"])
+
+    def second_refund_while_the_first_waits_for_stripe():
+        try:
+            fake_stripe.fail_next(1, status=409, message="idempotency_key_in_use", path="/v1/refunds")
+            with pytest.raises(GatewayError) as exc_info:
+                services.order_refund(order_id=order.pk, merchant=merchant)
+            return exc_info.value.transient
+        finally:
+            connection.close()  # this runs in the fake Stripe's thread
+
+    fake_stripe.on_next_request("/v1/refunds", second_refund_while_the_first_waits_for_stripe)
+
+    refunded = services.order_refund(order_id=order.pk, merchant=merchant)
+
+    assert fake_stripe.hook_results == [True]  # the 409 is transient: the hold stays
+    assert refunded.status == "REFUNDED" and len(fake_stripe.refunds) == 1
+    assert balance(merchant) == D("0.00") and clearing() == D("0.00") and stock(product) == 10
+    reconcile()
