@@ -118,7 +118,9 @@ def _mark_handled(event_id: str, outcome: Outcome) -> StripeEvent:
 def _record_failure(event_id: str, exc: BaseException, *, count_attempt: bool) -> None:
     error = "".join(traceback.format_exception_only(exc)).strip()
     cause = "".join(traceback.format_exception(exc))
-    StripeEvent.objects.filter(event_id=event_id).update(
+    # A concurrent delivery may have finished the event meanwhile: never flip that back.
+    finished = [StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED]
+    StripeEvent.objects.filter(event_id=event_id).exclude(status__in=finished).update(
         status=StripeEvent.Status.FAILED,
         last_error=f"{error}\n\n{cause}"[:MAX_ERROR_LENGTH],
         attempts=F("attempts") + (1 if count_attempt else 0),

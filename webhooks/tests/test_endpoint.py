@@ -213,3 +213,20 @@ def test_an_event_naming_another_session_of_the_top_up_fails_and_changes_nothing
     topup.refresh_from_db()
     assert topup.status == TopUp.Status.PENDING and topup.stripe_payment_intent_id == ""
     assert StripeEvent.objects.get().status == StripeEvent.Status.FAILED
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("finished", [StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED])
+def test_a_late_failure_of_one_delivery_never_reopens_an_event_another_finished(finished):
+    """Delivery 1 fails after delivery 2 already finished the event: the event stays finished
+    (a FAILED mark would invite a needless reprocess and misreport the books)."""
+    from webhooks.services import _record_failure
+
+    event = StripeEvent.objects.create(
+        event_id="evt_done", type="checkout.session.completed", payload={}, status=finished
+    )
+
+    _record_failure(event.event_id, RuntimeError("refund call failed"), count_attempt=True)
+
+    event.refresh_from_db()
+    assert event.status == finished and event.attempts == 0 and not event.last_error
