@@ -210,15 +210,29 @@ def product_take_units(*, product_id: UUID, quantity: int) -> Product:
     or roll back together. It opens no savepoint: it writes in one statement or not at
     all, so a refusal leaves the caller's transaction as it was. Returns the product with
     its new `available_units`. Raises ProductNotFound, ProductUnavailable, ProductOutOfStock
-    (read, unlocked, after the UPDATE matched no row; if the product changed in between so
-    that it would now match, the UPDATE is tried again).
+    (see `product_take_or_refuse`).
+    """
+    return product_take_or_refuse(
+        lambda: _take_units(product_id=product_id, quantity=quantity), product_id=product_id, quantity=quantity
+    )
+
+
+def product_take_or_refuse(take, *, product_id: UUID, quantity: int):
+    """Run `take()` -- one statement that takes `quantity` units of the product under the
+    conditions of `_TAKE_UNITS_SQL` and returns what it took, or returns None having written
+    nothing -- and return its result. When it takes nothing, the product is read (unlocked)
+    to say why: ProductNotFound, ProductUnavailable, ProductOutOfStock; if it changed in
+    between so that it would now match, `take()` is tried again.
+
+    `product_take_units` passes the bare UPDATE; the wallet purchase on PostgreSQL passes
+    its one-statement purchase (`orders.services`), which starts with that UPDATE.
     """
     _check_quantity(quantity)
     for _ in range(_TAKE_ATTEMPTS):
-        product = _take_units(product_id=product_id, quantity=quantity)
-        if product is not None:
+        taken = take()
+        if taken is not None:
             invalidate_product_list_on_commit()
-            return product
+            return taken
         product = Product.objects.filter(pk=product_id).first()
         if product is None:
             raise ProductNotFound()

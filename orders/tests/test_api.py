@@ -191,12 +191,26 @@ class TestQueryBudgets:
     """Counted with the token's user and, in tests, the savepoints standing for BEGIN/COMMIT."""
 
     def test_wallet_purchase(self, buyer_client, funded_buyer_wallet, product, django_assert_max_num_queries):
-        with django_assert_max_num_queries(9):
+        with django_assert_max_num_queries(4):
             assert buy(buyer_client, product).status_code == 201
 
     def test_wallet_purchase_queries_are_the_documented_ones(self, buyer_client, funded_buyer_wallet, product):
-        """docs/ARCHITECTURE.md, "Orders": the statements of a wallet purchase, in order (in a
-        test the transaction is a savepoint of the test's; in production BEGIN / COMMIT)."""
+        """docs/ARCHITECTURE.md, "Orders": on PostgreSQL a wallet purchase is one call of the
+        database function (in a test the transaction is a savepoint of the test's; in
+        production BEGIN / COMMIT)."""
+        with CaptureQueriesContext(connection) as ctx:
+            assert buy(buyer_client, product).status_code == 201
+        sql = [" ".join(q["sql"].split()) for q in ctx.captured_queries]
+        assert len(sql) == 4, sql
+        assert sql[0].startswith("SELECT") and '"accounts_user"' in sql[0]  # the token's user
+        assert sql[1].startswith("SAVEPOINT") and sql[3].startswith("RELEASE SAVEPOINT")
+        assert sql[2].startswith("SELECT * FROM orders_wallet_purchase(")
+
+    def test_wallet_purchase_through_the_orm_queries_are_the_documented_ones(
+        self, buyer_client, funded_buyer_wallet, product, settings
+    ):
+        """The portable path (SQLite, or WALLET_PURCHASE_IN_DATABASE off): seven statements."""
+        settings.WALLET_PURCHASE_IN_DATABASE = False
         with CaptureQueriesContext(connection) as ctx:
             assert buy(buyer_client, product).status_code == 201
         sql = [" ".join(q["sql"].split()) for q in ctx.captured_queries]

@@ -243,6 +243,9 @@ CURRENCY = env("CURRENCY", "USD").upper()
 MAXIMUM_DEPOSIT = env_decimal("MAXIMUM_DEPOSIT", Decimal("10000.00"))
 MINIMUM_WITHDRAWAL = env_decimal("MINIMUM_WITHDRAWAL", Decimal("1.00"))
 WALLET_DIRECT_DEPOSITS = env_bool("WALLET_DIRECT_DEPOSITS", True)
+# On PostgreSQL a wallet purchase is one call of the database function of migration
+# orders/0003 (docs/PERFORMANCE.md); False runs the portable ORM path there too (tests).
+WALLET_PURCHASE_IN_DATABASE = True
 
 # --- Stripe -------------------------------------------------------------------------------
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")

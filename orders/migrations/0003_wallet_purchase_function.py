@@ -1,0 +1,168 @@
+"""The wallet purchase as one PostgreSQL function: one round trip instead of seven.
+
+`orders.services.order_purchase_with_wallet` calls it on PostgreSQL (see its docstring);
+on other databases (the embedded SQLite of `make run`) the same purchase runs through the
+ORM, statement by statement (`_purchase_with_orm`). Both are held to the same results by
+`orders/tests/test_wallet_purchase_engines.py`, which runs every purchase case through
+both on PostgreSQL and compares the books they leave.
+
+It does what the ORM path does, in the same order and under the same rules
+(wallets/services.py, "lock, then check, then write"):
+
+1. take the stock: the conditional `UPDATE` of `catalog.services._TAKE_UNITS_SQL`, which
+   also locks the product row; nothing matched -> outcome `STOCK`, nothing written (the
+   caller reads the product to say why, and may try again);
+2. refuse the merchant's own product (`OWN_PRODUCT`);
+3. lock both user wallets `FOR UPDATE` in primary-key order, creating a missing one first
+   (a user made outside registration), as `wallets_lock_for_users` does;
+4. check: either wallet locked -> `WALLET_LOCKED`; the buyer short -> `INSUFFICIENT_FUNDS`
+   (with the balance available);
+5. write: the journal entry, both balances in one `UPDATE` (`balance = balance + delta`,
+   next `last_sequence`), both legs (buyer PAYMENT, merchant REVENUE, before/after from
+   the locked rows), the COMPLETED order -> outcome `COMPLETED`.
+
+It returns one row: the outcome, the product as taken (merchant, name, price, currency,
+units left) and the buyer's balance as locked. A refusal returns before anything but the
+stock `UPDATE` (and a wallet created on first use) was written; the caller raises, and its
+transaction rolls that back. The function never commits: it runs inside the
+caller's transaction (`atomic_with_retry`, or the Idempotency-Key's).
+
+To change it, add a migration with a new `CREATE OR REPLACE FUNCTION` and change the ORM
+path alongside; the engines test fails until both agree.
+"""
+
+from django.db import migrations
+
+CREATE_FUNCTION = """
+CREATE OR REPLACE FUNCTION orders_wallet_purchase(
+    p_order_id uuid,
+    p_buyer_id uuid,
+    p_product_id uuid,
+    p_quantity integer,
+    p_now timestamptz,
+    p_currency varchar  -- for a wallet created on first use
+) RETURNS TABLE (
+    r_outcome text,
+    r_merchant_id uuid,
+    r_product_name varchar,
+    r_unit_price numeric,
+    r_currency varchar,
+    r_available_units integer,
+    r_buyer_balance numeric
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_product catalog_product%ROWTYPE;
+    v_wallet wallets_wallet%ROWTYPE;
+    v_buyer wallets_wallet%ROWTYPE;
+    v_merchant wallets_wallet%ROWTYPE;
+    v_amount numeric(14, 2);
+    v_journal_id uuid := gen_random_uuid();
+    v_outcome text;
+BEGIN
+    IF p_quantity IS NULL OR p_quantity < 1 THEN
+        RAISE EXCEPTION 'quantity must be a positive integer' USING ERRCODE = 'check_violation';
+    END IF;
+
+    -- 1. The stock, taken and the product row locked in one statement.
+    UPDATE catalog_product
+       SET available_units = available_units - p_quantity, updated_at = p_now
+     WHERE id = p_product_id AND is_active AND available_units >= p_quantity
+    RETURNING * INTO v_product;
+
+    IF NOT FOUND THEN
+        v_outcome := 'STOCK';
+    -- 2. Not one's own product.
+    ELSIF v_product.merchant_id = p_buyer_id THEN
+        v_outcome := 'OWN_PRODUCT';
+    ELSE
+        v_amount := v_product.price * p_quantity;
+
+        -- 3. Both wallets, locked in primary-key order (the ORDER BY runs before the locks).
+        FOR attempt IN 1..2 LOOP
+            FOR v_wallet IN
+                SELECT * FROM wallets_wallet
+                 WHERE user_id IN (p_buyer_id, v_product.merchant_id) AND kind = 'USER'
+                 ORDER BY id
+                   FOR UPDATE
+            LOOP
+                IF v_wallet.user_id = p_buyer_id THEN
+                    v_buyer := v_wallet;
+                ELSE
+                    v_merchant := v_wallet;
+                END IF;
+            END LOOP;
+            EXIT WHEN v_buyer.id IS NOT NULL AND v_merchant.id IS NOT NULL;
+            INSERT INTO wallets_wallet
+                   (id, kind, code, balance, currency, is_locked, last_sequence, created_at, updated_at, user_id)
+            SELECT gen_random_uuid(), 'USER', NULL, 0, p_currency, false, 0, p_now, p_now, owner
+              FROM unnest(ARRAY[p_buyer_id, v_product.merchant_id]) AS owner
+            ON CONFLICT (user_id) DO NOTHING;
+        END LOOP;
+
+        -- 4. Checks, on the rows just locked.
+        IF v_buyer.is_locked OR v_merchant.is_locked THEN
+            v_outcome := 'WALLET_LOCKED';
+        ELSIF v_buyer.balance < v_amount THEN
+            v_outcome := 'INSUFFICIENT_FUNDS';
+        ELSE
+            -- 5. The writes: journal entry, balances, legs, order.
+            INSERT INTO wallets_journalentry
+                   (id, reference_type, reference_id, description, created_at, created_by_id)
+            VALUES (v_journal_id, 'order', p_order_id::text,
+                    left(format('Order %s: %s x %s', p_order_id, p_quantity, v_product.name), 255), p_now, NULL);
+
+            UPDATE wallets_wallet
+               SET balance = balance + CASE id WHEN v_buyer.id THEN -v_amount ELSE v_amount END,
+                   last_sequence = last_sequence + 1,
+                   updated_at = p_now
+             WHERE id IN (v_buyer.id, v_merchant.id);
+
+            INSERT INTO wallets_ledgerentry
+                   (id, type, amount, delta, balance_before, balance_after, sequence, currency, created_at,
+                    journal_id, wallet_id)
+            VALUES (gen_random_uuid(), 'PAYMENT', v_amount, -v_amount, v_buyer.balance,
+                    v_buyer.balance - v_amount, v_buyer.last_sequence + 1, v_buyer.currency, p_now,
+                    v_journal_id, v_buyer.id),
+                   (gen_random_uuid(), 'REVENUE', v_amount, v_amount, v_merchant.balance,
+                    v_merchant.balance + v_amount, v_merchant.last_sequence + 1, v_merchant.currency, p_now,
+                    v_journal_id, v_merchant.id);
+
+            INSERT INTO orders_order
+                   (id, quantity, unit_price, amount, currency, status, payment_method, completed_at,
+                    created_at, updated_at, merchant_id, product_id, user_id, refund_required)
+            VALUES (p_order_id, p_quantity, v_product.price, v_amount, v_product.currency, 'COMPLETED',
+                    'WALLET', p_now, p_now, p_now, v_product.merchant_id, v_product.id, p_buyer_id, false);
+            v_outcome := 'COMPLETED';
+        END IF;
+    END IF;
+
+    -- The product as taken (all NULL after STOCK) and the buyer's balance as locked.
+    RETURN QUERY SELECT v_outcome, v_product.merchant_id, v_product.name, v_product.price, v_product.currency,
+                        v_product.available_units, v_buyer.balance;
+END;
+$$;
+"""
+
+
+def create_function(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    schema_editor.execute(CREATE_FUNCTION, params=None)  # the body has literal % signs
+
+
+def drop_function(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    schema_editor.execute(
+        "DROP FUNCTION IF EXISTS orders_wallet_purchase(uuid, uuid, uuid, integer, timestamptz, varchar);"
+    )
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("orders", "0002_order_refund_required"),
+        ("catalog", "0001_initial"),
+        ("wallets", "0004_topup"),
+    ]
+
+    operations = [migrations.RunPython(create_function, drop_function, elidable=False)]
