@@ -20,10 +20,11 @@ lock held, called by the dispatcher after its transaction commits.
 import logging
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from accounts.models import User
@@ -38,7 +39,7 @@ from orders.exceptions import (
 )
 from orders.models import Order
 from paymentflow import gateway
-from paymentflow.db import atomic_with_retry
+from paymentflow.db import atomic_with_retry, autocommit_with_retry
 from wallets.exceptions import InsufficientFunds, WalletLocked
 from wallets.models import LedgerEntry, SystemAccount, Wallet
 from wallets.services import wallet_get_or_create, wallet_settle, wallet_transfer, wallets_lock_for_users
@@ -113,19 +114,17 @@ def _settle_with_clearing(order: Order, *, delta, type: str, description: str):
 # --- purchase -----------------------------------------------------------------------------
 
 
-@atomic_with_retry
 def order_purchase_with_wallet(*, buyer: User, product_id: UUID, quantity: int = 1) -> Order:
     """`POST /orders {paymentMethod: WALLET}`: one transaction that takes the stock, moves
     the money (buyer PAYMENT, merchant REVENUE) and writes the COMPLETED order — or nothing.
 
-    On PostgreSQL the whole purchase is one call of the database function
-    `orders_wallet_purchase` (migration orders/0003, which lists its steps): one round trip
-    instead of seven, and the product and wallet locks are held for the function's run
-    rather than across seven round trips and the Python between them (docs/PERFORMANCE.md).
-    Elsewhere (the embedded SQLite of `make run`), and on PostgreSQL when
-    `WALLET_PURCHASE_IN_DATABASE` is off, `_purchase_with_orm` does the same through the
-    catalog and wallet services. `orders/tests/test_wallet_purchase_engines.py` holds the
-    two to the same results.
+    On PostgreSQL the whole purchase is one statement, a call of the database function
+    `orders_wallet_purchase` (migration orders/0003, which lists its steps), committed by
+    PostgreSQL as it returns: one round trip instead of nine, and the product and wallet
+    locks are held for the function's run only (docs/PERFORMANCE.md). Elsewhere (the
+    embedded SQLite of `make run`), and on PostgreSQL when `WALLET_PURCHASE_IN_DATABASE` is
+    off, `_purchase_with_orm` does the same through the catalog and wallet services.
+    `orders/tests/test_wallet_purchase_engines.py` holds the two to the same results.
 
     Raises ProductNotFound, ProductUnavailable, ProductOutOfStock, OwnProduct,
     InsufficientFunds, WalletLocked.
@@ -135,6 +134,7 @@ def order_purchase_with_wallet(*, buyer: User, product_id: UUID, quantity: int =
     return _purchase_with_orm(buyer=buyer, product_id=product_id, quantity=quantity)
 
 
+@atomic_with_retry
 def _purchase_with_orm(*, buyer: User, product_id: UUID, quantity: int) -> Order:
     product = product_take_units(product_id=product_id, quantity=quantity)  # locks the product row
     if product.merchant_id == buyer.pk:
@@ -172,27 +172,29 @@ def _purchase_with_orm(*, buyer: User, product_id: UUID, quantity: int) -> Order
 _WALLET_PURCHASE_SQL = "SELECT * FROM orders_wallet_purchase(%s, %s, %s, %s, %s, %s)"
 #: The product fields the function returns, in its column order after the outcome.
 _PURCHASED_PRODUCT_FIELDS = ["id", "merchant_id", "name", "price", "currency", "available_units"]
+#: The SQLSTATE the function raises a refusal with; the message is the refusal's code.
+_PURCHASE_REFUSED = "PF001"
 
 
+@autocommit_with_retry  # the function is the one statement that writes
 def _purchase_in_database(*, buyer: User, product_id: UUID, quantity: int) -> Order:
     order_id, now = uuid.uuid4(), timezone.now()
 
     def purchase():
-        with connection.cursor() as cursor:
-            cursor.execute(_WALLET_PURCHASE_SQL, [order_id, buyer.pk, product_id, quantity, now, settings.CURRENCY])
-            row = cursor.fetchone()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_WALLET_PURCHASE_SQL, [order_id, buyer.pk, product_id, quantity, now, settings.CURRENCY])
+                row = cursor.fetchone()
+        except DatabaseError as exc:
+            refusal = _purchase_refusal(exc)
+            if refusal is None:
+                raise  # not a refusal (a deadlock is retried by autocommit_with_retry)
+            raise refusal from None
         return None if row[0] == "STOCK" else row  # STOCK: nothing written; the catalog says why
 
-    outcome, *product_values, buyer_balance = product_take_or_refuse(purchase, product_id=product_id, quantity=quantity)
+    _, *product_values = product_take_or_refuse(purchase, product_id=product_id, quantity=quantity)
     product_id = Product._meta.pk.to_python(product_id)
     product = Product.from_db(connection.alias, _PURCHASED_PRODUCT_FIELDS, [product_id, *product_values])
-    if outcome == "OWN_PRODUCT":
-        raise OwnProduct()
-    if outcome == "WALLET_LOCKED":
-        raise WalletLocked()
-    if outcome == "INSUFFICIENT_FUNDS":
-        raise InsufficientFunds(required=product.price * quantity, available=buyer_balance, currency=product.currency)
-    assert outcome == Status.COMPLETED, outcome
     order = Order(
         id=order_id,
         user=buyer,
@@ -210,6 +212,22 @@ def _purchase_in_database(*, buyer: User, product_id: UUID, quantity: int) -> Or
     )
     order._state.adding, order._state.db = False, connection.alias  # it is the row just inserted
     return order
+
+
+def _purchase_refusal(exc: DatabaseError) -> Exception | None:
+    """The business refusal `orders_wallet_purchase` raised, or None if `exc` is not one."""
+    error = exc.__cause__
+    if getattr(error, "sqlstate", None) != _PURCHASE_REFUSED:
+        return None
+    code = error.diag.message_primary
+    if code == "OWN_PRODUCT":
+        return OwnProduct()
+    if code == "WALLET_LOCKED":
+        return WalletLocked()
+    if code == "INSUFFICIENT_FUNDS":
+        required, available, currency = error.diag.message_detail.split()
+        return InsufficientFunds(required=Decimal(required), available=Decimal(available), currency=currency)
+    raise AssertionError(f"unknown refusal from orders_wallet_purchase: {code}")
 
 
 @atomic_with_retry

@@ -64,7 +64,23 @@ def atomic_with_retry(
     as a wrapper (`atomic_with_retry(fn)()`). After `attempts` failures it raises
     `DatabaseBusy` (503).
     """
+    return _retrying(func, attempts=attempts, using=using, outermost_atomic=True)
 
+
+def autocommit_with_retry(
+    func: Callable[..., T] | None = None, *, attempts: int = DEFAULT_ATTEMPTS, using: str = DEFAULT_DB_ALIAS
+):
+    """`atomic_with_retry` for a function whose only write is ONE statement: as the outermost
+    block it opens no transaction, so PostgreSQL commits that statement the moment it ends
+    (no BEGIN / COMMIT round trips, and no locks held while Python sends the COMMIT); a
+    transient error runs the function again. Inside a caller's transaction it runs in a
+    savepoint, like `atomic_with_retry`, so a statement that fails does not doom the
+    caller's transaction. A function that writes in two statements must not use this.
+    """
+    return _retrying(func, attempts=attempts, using=using, outermost_atomic=False)
+
+
+def _retrying(func, *, attempts: int, using: str, outermost_atomic: bool):
     def decorate(fn: Callable[..., T]) -> Callable[..., T]:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs) -> T:
@@ -73,6 +89,8 @@ def atomic_with_retry(
                     return fn(*args, **kwargs)
             for attempt in range(1, attempts + 1):
                 try:
+                    if not outermost_atomic:
+                        return fn(*args, **kwargs)
                     with transaction.atomic(using=using):
                         return fn(*args, **kwargs)
                 except OperationalError as exc:

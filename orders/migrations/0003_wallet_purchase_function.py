@@ -10,22 +10,24 @@ It does what the ORM path does, in the same order and under the same rules
 (wallets/services.py, "lock, then check, then write"):
 
 1. take the stock: the conditional `UPDATE` of `catalog.services._TAKE_UNITS_SQL`, which
-   also locks the product row; nothing matched -> outcome `STOCK`, nothing written (the
-   caller reads the product to say why, and may try again);
+   also locks the product row; nothing matched -> returns outcome `STOCK`, nothing written
+   (the caller reads the product to say why, and may try again);
 2. refuse the merchant's own product (`OWN_PRODUCT`);
 3. lock both user wallets `FOR UPDATE` in primary-key order, creating a missing one first
    (a user made outside registration), as `wallets_lock_for_users` does;
 4. check: either wallet locked -> `WALLET_LOCKED`; the buyer short -> `INSUFFICIENT_FUNDS`
-   (with the balance available);
+   (DETAIL: "<amount> <balance available> <currency>");
 5. write: the journal entry, both balances in one `UPDATE` (`balance = balance + delta`,
    next `last_sequence`), both legs (buyer PAYMENT, merchant REVENUE, before/after from
-   the locked rows), the COMPLETED order -> outcome `COMPLETED`.
+   the locked rows), the COMPLETED order -> returns outcome `COMPLETED` with the product
+   as taken (merchant, name, price, currency, units left).
 
-It returns one row: the outcome, the product as taken (merchant, name, price, currency,
-units left) and the buyer's balance as locked. A refusal returns before anything but the
-stock `UPDATE` (and a wallet created on first use) was written; the caller raises, and its
-transaction rolls that back. The function never commits: it runs inside the
-caller's transaction (`atomic_with_retry`, or the Idempotency-Key's).
+A refusal (2 and 4) is raised, SQLSTATE `PF001` with the refusal's code as the message, so
+the statement fails and leaves nothing behind, the units taken in 1 included. That is
+what lets the caller run the function as a statement of its own, committed by PostgreSQL
+the moment it returns (autocommit): the product and wallet locks are held for the
+function's run only, never while Python gets the GIL back to send a COMMIT. Inside a
+caller's transaction (an Idempotency-Key's) it runs in a savepoint.
 
 To change it, add a migration with a new `CREATE OR REPLACE FUNCTION` and change the ORM
 path alongside; the engines test fails until both agree.
@@ -47,8 +49,7 @@ CREATE OR REPLACE FUNCTION orders_wallet_purchase(
     r_product_name varchar,
     r_unit_price numeric,
     r_currency varchar,
-    r_available_units integer,
-    r_buyer_balance numeric
+    r_available_units integer
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_product catalog_product%ROWTYPE;
@@ -73,7 +74,7 @@ BEGIN
         v_outcome := 'STOCK';
     -- 2. Not one's own product.
     ELSIF v_product.merchant_id = p_buyer_id THEN
-        v_outcome := 'OWN_PRODUCT';
+        RAISE EXCEPTION 'OWN_PRODUCT' USING ERRCODE = 'PF001';
     ELSE
         v_amount := v_product.price * p_quantity;
 
@@ -101,9 +102,10 @@ BEGIN
 
         -- 4. Checks, on the rows just locked.
         IF v_buyer.is_locked OR v_merchant.is_locked THEN
-            v_outcome := 'WALLET_LOCKED';
+            RAISE EXCEPTION 'WALLET_LOCKED' USING ERRCODE = 'PF001';
         ELSIF v_buyer.balance < v_amount THEN
-            v_outcome := 'INSUFFICIENT_FUNDS';
+            RAISE EXCEPTION 'INSUFFICIENT_FUNDS' USING ERRCODE = 'PF001',
+                DETAIL = format('%s %s %s', v_amount, v_buyer.balance, v_buyer.currency);
         ELSE
             -- 5. The writes: journal entry, balances, legs, order.
             INSERT INTO wallets_journalentry
@@ -136,9 +138,9 @@ BEGIN
         END IF;
     END IF;
 
-    -- The product as taken (all NULL after STOCK) and the buyer's balance as locked.
+    -- The product as taken (all NULL after STOCK).
     RETURN QUERY SELECT v_outcome, v_product.merchant_id, v_product.name, v_product.price, v_product.currency,
-                        v_product.available_units, v_buyer.balance;
+                        v_product.available_units;
 END;
 $$;
 """

@@ -196,8 +196,8 @@ class TestQueryBudgets:
 
     def test_wallet_purchase_queries_are_the_documented_ones(self, buyer_client, funded_buyer_wallet, product):
         """docs/ARCHITECTURE.md, "Orders": on PostgreSQL a wallet purchase is one call of the
-        database function (in a test the transaction is a savepoint of the test's; in
-        production BEGIN / COMMIT)."""
+        database function. In production that statement commits itself (autocommit); in a
+        test it runs in a savepoint of the test's transaction."""
         with CaptureQueriesContext(connection) as ctx:
             assert buy(buyer_client, product).status_code == 201
         sql = [" ".join(q["sql"].split()) for q in ctx.captured_queries]
