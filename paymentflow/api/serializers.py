@@ -47,7 +47,10 @@ class OutputSerializer(serializers.Serializer):
     def to_representation(self, instance):
         representation = {}
         for field in type(self)._fields_built_once():
-            attribute = field.get_attribute(instance)
+            try:
+                attribute = field.get_attribute(instance)
+            except serializers.SkipField:  # as DRF's own: a missing optional key is left out
+                continue
             representation[field.field_name] = None if attribute is None else field.to_representation(attribute)
         return representation
 
