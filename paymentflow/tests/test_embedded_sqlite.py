@@ -1,0 +1,106 @@
+"""`make run`'s embedded SQLite, end to end: the one place the portable ORM wallet purchase
+(orders.services._purchase_with_orm) runs against the engine it exists for.
+
+Everything happens in subprocesses started as `make run` starts the app (default settings,
+DJANGO_DEBUG=1, no Redis), on a SQLite file in tmp_path: this test needs neither
+pytest-django's database nor PostgreSQL.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+
+# Runs with django.setup() in the subprocess; prints one JSON line for the test to check.
+SCENARIO = r"""
+import json
+
+import django
+
+django.setup()
+
+from django.db import connection
+from rest_framework.test import APIClient
+
+PASSWORD = "correct-horse-battery-9"
+
+
+def register(email, role):
+    response = APIClient().post("/api/v1/auth/register", {"email": email, "password": PASSWORD, "role": role})
+    assert response.status_code == 201, (response.status_code, response.content)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Bearer " + response.json()["accessToken"])
+    return client
+
+
+def call(client, method, path, body=None):
+    response = getattr(client, method)("/api/v1" + path, body)
+    return response.status_code, response.json()
+
+
+buyer = register("buyer@example.com", "USER")
+merchant = register("merchant@example.com", "MERCHANT")
+product_status, product = call(merchant, "post", "/products", {"name": "Lamp", "price": "25.00", "availableUnits": 10})
+deposit_status, _ = call(buyer, "post", "/wallet/deposit", {"amount": "100.00"})
+purchase = {"productId": product["id"], "paymentMethod": "WALLET"}
+buy_status, order = call(buyer, "post", "/orders", {**purchase, "quantity": 2})
+short_status, short = call(buyer, "post", "/orders", {**purchase, "quantity": 3})
+print(json.dumps({
+    "vendor": connection.vendor,
+    "product_status": product_status,
+    "deposit_status": deposit_status,
+    "buy": [buy_status, order.get("status"), order.get("amount"), order.get("quantity")],
+    "short": [short_status, short.get("code"), short.get("details")],
+    "buyer_balance": call(buyer, "get", "/wallet")[1]["balance"],
+    "merchant_balance": call(merchant, "get", "/wallet")[1]["balance"],
+    "units_left": call(buyer, "get", "/products/" + product["id"])[1]["availableUnits"],
+    "buyer_orders": [o["status"] for o in call(buyer, "get", "/orders")[1]["data"]],
+}))
+"""
+
+
+def _run(args, env):
+    result = subprocess.run(
+        [sys.executable, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, f"{args[:2]} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def test_wallet_purchase_end_to_end_on_embedded_sqlite(tmp_path):
+    database = tmp_path / "db.sqlite3"
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        # settings/test.py puts DATABASE_URL, REDIS_URL and a secret key into this process's
+        # environment; `make run` has none of them.
+        if not name.startswith(("DATABASE_", "REDIS_", "DJANGO_", "STRIPE_", "PYTEST_"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="paymentflow.settings.base",  # manage.py's default, what `make run` uses
+        DJANGO_DEBUG="1",
+        # The project's db.sqlite3 with the embedded defaults, moved into tmp_path.
+        DATABASE_URL=f"sqlite:///{database}",
+        DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1,testserver",  # the test client's host
+    )
+
+    _run(["manage.py", "migrate", "--noinput"], env)
+    summary = json.loads(_run(["-c", SCENARIO], env).strip().splitlines()[-1])
+
+    assert database.stat().st_size > 0
+    assert summary == {
+        "vendor": "sqlite",
+        "product_status": 201,
+        "deposit_status": 200,
+        "buy": [201, "COMPLETED", "50.00", 2],
+        "short": [400, "INSUFFICIENT_FUNDS", {"required": "75.00", "available": "50.00"}],  # nothing kept
+        "buyer_balance": "50.00",
+        "merchant_balance": "50.00",
+        "units_left": 8,  # the refused purchase's stock take was rolled back
+        "buyer_orders": ["COMPLETED"],
+    }
+    reconciled = _run(["manage.py", "reconcile_ledger", "--no-progress"], env)
+    assert "Ledger reconciles: no drift." in reconciled
