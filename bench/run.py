@@ -54,6 +54,7 @@ from bench.stats import (  # noqa: E402
     format_checks,
     format_table,
     format_targets,
+    median_round,
     stock_problems,
     summarize,
 )
@@ -453,8 +454,9 @@ async def orders_endpoint_present(client, buyer: User) -> bool:
 
 def _funding_per_buyer(args) -> Decimal:
     """Enough money that INSUFFICIENT_FUNDS stays rare: sized for a (generous) 2,000
-    purchases/s spread over the buyers, in both purchase scenarios, at the top price."""
-    seconds = (args.duration + args.warmup) * len(PURCHASES)
+    purchases/s spread over the buyers, in both purchase scenarios of every round, at the
+    top price."""
+    seconds = (args.duration + args.warmup) * len(PURCHASES) * args.rounds
     need = Decimal(2000 * seconds) * args.max_price / args.clients
     return max(Decimal("1000.00"), need.quantize(CENT))
 
@@ -764,8 +766,14 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, in run order (default: all)")
     p.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
-    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario (default 10)")
+    p.add_argument("--duration", type=float, default=6.0, help="measured seconds per scenario and round (default 6)")
     p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per scenario, not measured (default 2)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="run the scenario list this many times in a row and report each scenario's median round (default 3)",
+    )
     p.add_argument("--quick", action="store_true", help="a small run: 8 clients, 3 s (+1 s warm-up) per scenario")
     # 3 x gthread x 2 did best of the shapes tried on 2 cores (docs/PERFORMANCE.md).
     p.add_argument("--workers", type=int, default=3, help="gunicorn workers (default 3)")
@@ -792,7 +800,7 @@ def parse_args(argv=None):
     p.add_argument("--results", type=Path, default=RESULTS_DIR / "latest.json", help="the JSON results file")
     args = p.parse_args(argv)
     if args.quick:
-        args.clients, args.duration, args.warmup = 8, 3.0, 1.0
+        args.clients, args.duration, args.warmup, args.rounds = 8, 3.0, 1.0, 1
         args.merchants, args.products_per_merchant = 4, 5
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
@@ -800,6 +808,8 @@ def parse_args(argv=None):
         p.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     if not 1 <= args.clients <= 512:
         p.error("--clients must be 1..512")
+    if not 1 <= args.rounds <= 10:
+        p.error("--rounds must be 1..10")
     if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
         p.error("--duration must be in (0, 600] and --warmup in [0, 60]")
     if args.target:
@@ -829,23 +839,26 @@ async def drive(base_url: str, args, server: Server | None) -> tuple[list[Scenar
         world = await setup(client, args)
         summaries = []
         meter = ResourceMeter(server)
-        for name in args.scenarios:
-            print(
-                f"[run] {name}: {args.clients} clients, {args.warmup:g} s warm-up + {args.duration:g} s",
-                flush=True,
-            )
-            summary = await run_scenario(name, pool, world, args, meter)
-            summaries.append(summary)
-            r = summary.resources
-            if summary.requests:
-                extra = ", ".join(f"{k}={v}" for k, v in r.items())
+        for round_number in range(1, args.rounds + 1):
+            for name in args.scenarios:
+                of_rounds = f", round {round_number}/{args.rounds}" if args.rounds > 1 else ""
                 print(
-                    f"      {summary.rps:.0f} req/s, p50 {summary.p50_ms:.1f} ms, p99 {summary.p99_ms:.1f} ms; {extra}"
+                    f"[run] {name}: {args.clients} clients, {args.warmup:g} s warm-up + {args.duration:g} s{of_rounds}",
+                    flush=True,
                 )
-            elif summary.note:
-                print(f"      {summary.note}")
-        checks = await api_checks(client, world, summaries)
-    return summaries, checks, world
+                summary = await run_scenario(name, pool, world, args, meter)
+                summaries.append(summary)
+                r = summary.resources
+                if summary.requests:
+                    extra = ", ".join(f"{k}={v}" for k, v in r.items())
+                    latency = f"p50 {summary.p50_ms:.1f} ms, p99 {summary.p99_ms:.1f} ms"
+                    print(f"      {summary.rps:.0f} req/s, {latency}; {extra}")
+                elif summary.note:
+                    print(f"      {summary.note}")
+        checks = await api_checks(client, world, summaries)  # every round's errors count
+    # One summary per scenario: with --rounds, the round with the median req/s.
+    by_name = {name: [s for s in summaries if s.name == name] for name in args.scenarios}
+    return [median_round(rounds) for rounds in by_name.values()], checks, world
 
 
 def main(argv=None) -> int:
@@ -893,7 +906,9 @@ def main(argv=None) -> int:
     print(f"\nload average before {load_before}, after {load_after} ({os.cpu_count()} CPUs)")
 
     title = (
-        f"Payment Flow bench, {args.clients} clients, {args.duration:g} s/scenario, "
+        f"Payment Flow bench, {args.clients} clients, {args.duration:g} s/scenario"
+        + (f" (median of {args.rounds} rounds)" if args.rounds > 1 else "")
+        + ", "
         + (
             f"gunicorn {args.workers}x{args.worker_class}"
             + (f"x{args.threads}" if args.worker_class == "gthread" else "")
@@ -914,6 +929,7 @@ def main(argv=None) -> int:
             "clients": args.clients,
             "duration": args.duration,
             "warmup": args.warmup,
+            "rounds": args.rounds,
             "scenarios": args.scenarios,
             "target": args.target,
             "server": server.describe() if server else None,

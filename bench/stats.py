@@ -127,6 +127,19 @@ def summarize(
     )
 
 
+def median_round(rounds: list[ScenarioSummary]) -> ScenarioSummary:
+    """Of one scenario's rounds, the round with the median requests/s (the lower of the two
+    middle ones for an even count), whole: its latencies and resources stay together. The
+    rounds' requests/s are kept in its `resources` as `rps_by_round`."""
+    if not rounds:
+        raise ValueError("no rounds")
+    ranked = sorted(rounds, key=lambda s: s.rps)
+    median = ranked[(len(ranked) - 1) // 2]
+    if len(rounds) > 1:
+        median.resources = {**median.resources, "rps_by_round": [round(s.rps, 1) for s in rounds]}
+    return median
+
+
 # --- Invariants ------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from bench.stats import (
     format_table,
     format_targets,
     markdown_table,
+    median_round,
     percentile,
     stock_problems,
     summarize,
@@ -132,3 +133,17 @@ def test_targets_met_not_met_and_missing():
     assert by_name["zero unexpected errors"]["met"] is False
     text = format_targets(rows)
     assert "NOT MET" in text and "n/a" in text and " met" in text
+
+
+def test_median_round_is_one_whole_round():
+    rounds = [_summary("me", rps) for rps in (900.0, 700.0, 800.0)]
+    for s, p50 in zip(rounds, (10.0, 30.0, 20.0), strict=True):
+        s.p50_ms = p50
+    median = median_round(rounds)
+    assert (median.rps, median.p50_ms) == (800.0, 20.0)  # its own latencies, not a mix
+    assert median.resources["rps_by_round"] == [900.0, 700.0, 800.0]
+    assert median_round([_summary("me", 5.0), _summary("me", 7.0)]).rps == 5.0  # even: the lower middle
+    single = _summary("me", 1.0)
+    assert median_round([single]) is single and "rps_by_round" not in single.resources
+    with pytest.raises(ValueError):
+        median_round([])
