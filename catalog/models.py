@@ -34,6 +34,7 @@ class Product(models.Model):
         on_delete=models.PROTECT,
         related_name="products",
         limit_choices_to={"role": "MERCHANT"},
+        db_index=False,  # product_merchant_list_idx leads with it
     )
     name = models.CharField(max_length=NAME_MAX_LENGTH)
     description = models.TextField(blank=True, default="")
@@ -53,13 +54,13 @@ class Product(models.Model):
             models.CheckConstraint(condition=Q(initial_units__gte=0), name="product_initial_units_non_negative"),
         ]
         indexes = [
-            # The public list: active, in stock, newest first.
-            models.Index(
-                fields=["-created_at", "-id"],
-                name="product_public_list_idx",
-                condition=Q(is_active=True, available_units__gt=0),
-            ),
-            # A merchant's own list (inactive included), newest first.
+            # The public list: active, newest first (the in-stock filter is applied to the
+            # rows it walks). Stock is deliberately not in the index nor in its condition:
+            # a purchase changes only unindexed columns, so PostgreSQL can update the row
+            # in place (a HOT update) without touching any index of the table.
+            models.Index(fields=["-created_at", "-id"], name="product_public_list_idx", condition=Q(is_active=True)),
+            # A merchant's own list (inactive included), newest first; also serves the
+            # merchant foreign key, which therefore has no index of its own.
             models.Index(fields=["merchant", "-created_at", "-id"], name="product_merchant_list_idx"),
         ]
 

@@ -153,7 +153,8 @@ class LedgerEntry(AppendOnlyModel):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     journal = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="legs")
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
+    # Indexed by the UNIQUE (wallet, sequence) constraint, which leads with it.
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries", db_index=False)
     type = models.CharField(max_length=16, choices=Type.choices)
     # Always positive; `delta` is the signed effect on the wallet (+amount credit, -amount debit).
     amount = models.DecimalField(**MONEY)

@@ -185,11 +185,27 @@ class TestDatabaseConstraints:
                 product=product, delta=1, units_before=10, units_after=12, reason="x", source="ADMIN"
             )
 
-    def test_public_list_uses_the_partial_index(self, product):
+    def test_public_list_index_leaves_stock_out(self, product):
         with connection.cursor() as cursor:
-            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", ["product_public_list_idx"])
-            (definition,) = cursor.fetchone()
-        assert "WHERE" in definition and "available_units > 0" in definition and "is_active" in definition
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'catalog_product'")
+            definitions = [row[0] for row in cursor.fetchall()]
+        (public_list,) = [d for d in definitions if "product_public_list_idx" in d]
+        assert "WHERE is_active" in public_list
+        assert not any("available_units" in d for d in definitions)  # see test below
+
+    def test_a_stock_take_is_a_hot_update(self, product):
+        """Stock is in no index, so taking units rewrites the row in place (PostgreSQL's
+        heap-only tuple update): no index of the table is written by a purchase."""
+
+        def hot_updates() -> int:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_stat_get_xact_tuples_hot_updated('catalog_product'::regclass)")
+                return cursor.fetchone()[0]
+
+        before = hot_updates()
+        services.product_take_units(product_id=product.pk, quantity=1)
+        services.product_take_units(product_id=product.pk, quantity=2)
+        assert hot_updates() == before + 2
 
 
 @pytest.mark.django_db(transaction=True)
