@@ -56,7 +56,7 @@ DECLARE
     v_wallet wallets_wallet%ROWTYPE;
     v_buyer wallets_wallet%ROWTYPE;
     v_merchant wallets_wallet%ROWTYPE;
-    v_amount numeric(14, 2);
+    v_amount numeric;  -- unbounded: an amount beyond any balance is refused as INSUFFICIENT_FUNDS, not overflowed
     v_journal_id uuid := gen_random_uuid();
     v_outcome text;
 BEGIN

@@ -161,6 +161,7 @@ def test_two_purchases_in_a_row_chain_the_sequences(settings, shop):
         ("unknown", 1, "ProductNotFound"),
         ("own_product", 1, "OwnProduct"),
         ("insufficient_funds", 5, "InsufficientFunds"),  # 5 x 25.00 > 100.00
+        ("beyond_any_balance", 2, "InsufficientFunds"),  # more than a money column holds
         ("buyer_wallet_locked", 1, "WalletLocked"),
         ("merchant_wallet_locked", 1, "WalletLocked"),
     ],
@@ -176,6 +177,8 @@ def test_refusals_say_the_same_and_leave_nothing(settings, shop, case, quantity,
         buyer = shop["merchant"]
     elif case == "insufficient_funds":
         Product.objects.filter(pk=product.pk).update(price=Decimal("25.00"))
+    elif case == "beyond_any_balance":
+        Product.objects.filter(pk=product.pk).update(price=Decimal("999999999999.99"))
     elif case.endswith("wallet_locked"):
         owner = shop["buyer"] if case.startswith("buyer") else shop["merchant"]
         wallet_set_locked(wallet_ids=[Wallet.objects.get(user=owner).pk], locked=True)
