@@ -20,11 +20,10 @@ lock held, called by the dispatcher after its transaction commits.
 import logging
 import uuid
 from datetime import timedelta
-from decimal import Decimal
 from uuid import UUID
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import User
@@ -169,32 +168,35 @@ def _purchase_with_orm(*, buyer: User, product_id: UUID, quantity: int) -> Order
     )
 
 
-_WALLET_PURCHASE_SQL = "SELECT * FROM orders_wallet_purchase(%s, %s, %s, %s, %s, %s)"
+_WALLET_PURCHASE_SQL = "SELECT * FROM orders_wallet_purchase(%s, %s, %s, %s, %s)"
 #: The product fields the function returns, in its column order after the outcome.
 _PURCHASED_PRODUCT_FIELDS = ["id", "merchant_id", "name", "price", "currency", "available_units"]
-#: The SQLSTATE the function raises a refusal with; the message is the refusal's code.
-_PURCHASE_REFUSED = "PF001"
 
 
 @autocommit_with_retry  # the function is the one statement that writes
 def _purchase_in_database(*, buyer: User, product_id: UUID, quantity: int) -> Order:
-    order_id, now = uuid.uuid4(), timezone.now()
+    order_id = uuid.uuid4()
+    product_id = Product._meta.pk.to_python(product_id)
 
     def purchase():
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(_WALLET_PURCHASE_SQL, [order_id, buyer.pk, product_id, quantity, now, settings.CURRENCY])
-                row = cursor.fetchone()
-        except DatabaseError as exc:
-            refusal = _purchase_refusal(exc)
-            if refusal is None:
-                raise  # not a refusal (a deadlock is retried by autocommit_with_retry)
-            raise refusal from None
-        return None if row[0] == "STOCK" else row  # STOCK: nothing written; the catalog says why
+        with connection.cursor() as cursor:
+            cursor.execute(_WALLET_PURCHASE_SQL, [order_id, buyer.pk, product_id, quantity, settings.CURRENCY])
+            outcome, *product_values, buyer_balance, at = cursor.fetchone()
+        if outcome == "STOCK":
+            return None  # nothing written; the catalog says why
+        product = Product.from_db(connection.alias, _PURCHASED_PRODUCT_FIELDS, [product_id, *product_values])
+        if outcome == "OWN_PRODUCT":
+            raise OwnProduct()
+        if outcome == "WALLET_LOCKED":
+            raise WalletLocked()
+        if outcome == "INSUFFICIENT_FUNDS":
+            raise InsufficientFunds(
+                required=product.price * quantity, available=buyer_balance, currency=product.currency
+            )
+        assert outcome == Status.COMPLETED, f"unknown outcome of orders_wallet_purchase: {outcome}"
+        return product, at
 
-    _, *product_values = product_take_or_refuse(purchase, product_id=product_id, quantity=quantity)
-    product_id = Product._meta.pk.to_python(product_id)
-    product = Product.from_db(connection.alias, _PURCHASED_PRODUCT_FIELDS, [product_id, *product_values])
+    product, at = product_take_or_refuse(purchase, product_id=product_id, quantity=quantity)
     order = Order(
         id=order_id,
         user=buyer,
@@ -206,28 +208,12 @@ def _purchase_in_database(*, buyer: User, product_id: UUID, quantity: int) -> Or
         currency=product.currency,
         status=Status.COMPLETED,
         payment_method=Method.WALLET,
-        completed_at=now,
-        created_at=now,
-        updated_at=now,
+        completed_at=at,
+        created_at=at,
+        updated_at=at,
     )
     order._state.adding, order._state.db = False, connection.alias  # it is the row just inserted
     return order
-
-
-def _purchase_refusal(exc: DatabaseError) -> Exception | None:
-    """The business refusal `orders_wallet_purchase` raised, or None if `exc` is not one."""
-    error = exc.__cause__
-    if getattr(error, "sqlstate", None) != _PURCHASE_REFUSED:
-        return None
-    code = error.diag.message_primary
-    if code == "OWN_PRODUCT":
-        return OwnProduct()
-    if code == "WALLET_LOCKED":
-        return WalletLocked()
-    if code == "INSUFFICIENT_FUNDS":
-        required, available, currency = error.diag.message_detail.split()
-        return InsufficientFunds(required=Decimal(required), available=Decimal(available), currency=currency)
-    raise AssertionError(f"unknown refusal from orders_wallet_purchase: {code}")
 
 
 @atomic_with_retry

@@ -32,27 +32,34 @@ logger = logging.getLogger("paymentflow.db")
 
 DEFAULT_ATTEMPTS = 3
 _TRANSIENT = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+_LOCK_TIMEOUT = psycopg.errors.LockNotAvailable  # a lock wait beyond a `lock_timeout`
 
 T = TypeVar("T")
 
 
 class DatabaseBusy(ApplicationError):
-    """Still deadlocking after every retry: tell the client to come back, never a 500."""
+    """Still deadlocking after every retry, or a lock waited for beyond its `lock_timeout`:
+    tell the client to come back, never a 500."""
 
     status_code = 503
     code = "DATABASE_BUSY"
     default_message = "The service is busy; please retry the request."
 
 
-def is_transient_error(exc: BaseException) -> bool:
-    """True for a deadlock victim or a serialization failure (psycopg's error under Django's)."""
+def _caused_by(exc: BaseException, kinds) -> bool:
+    """True if `exc` or an error it was raised from is one of `kinds` (psycopg's under Django's)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, _TRANSIENT):
+        if isinstance(exc, kinds):
             return True
         seen.add(id(exc))
         exc = exc.__cause__
     return False
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """True for a deadlock victim or a serialization failure."""
+    return _caused_by(exc, _TRANSIENT)
 
 
 def atomic_with_retry(
@@ -94,6 +101,9 @@ def _retrying(func, *, attempts: int, using: str, outermost_atomic: bool):
                     with transaction.atomic(using=using):
                         return fn(*args, **kwargs)
                 except OperationalError as exc:
+                    if _caused_by(exc, _LOCK_TIMEOUT):  # waited its limit already: busy, not retried
+                        logger.warning("lock wait timed out: %s", exc)
+                        raise DatabaseBusy() from exc
                     if not is_transient_error(exc):
                         raise
                     if attempt == attempts:

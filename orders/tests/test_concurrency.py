@@ -4,13 +4,10 @@
 from collections import Counter
 from decimal import Decimal
 
-import psycopg
 import pytest
-from django.db import DatabaseError, connection, transaction
 
 from accounts.services import user_issue_tokens
 from accounts.tests.factories import MerchantFactory
-from catalog.models import Product
 from catalog.tests.factories import ProductFactory
 from orders import services
 from orders.models import Order
@@ -18,7 +15,6 @@ from orders.tests.factories import funded_buyer
 from orders.tests.utils import balance, books, stock
 from paymentflow.testing.concurrency import Post, post_at_once, run_at_once
 from paymentflow.testing.fake_stripe import FakeStripe
-from wallets.exceptions import WalletLocked
 from wallets.models import LedgerEntry, Wallet
 from wallets.services import wallet_set_locked
 from wallets.tests.factories import funded_wallet
@@ -153,41 +149,4 @@ def test_the_same_payment_applied_concurrently_credits_once(fake_stripe: FakeStr
     assert balance(merchant) == D("20.00") and stock(product) == 8
     assert LedgerEntry.objects.filter(wallet__user=merchant, type="REVENUE").count() == 1
     assert Wallet.objects.filter(user=merchant).count() == 1
-    reconcile()
-
-
-def _other_connection_can_lock(product, *wallets) -> bool:
-    """From another connection (another thread), lock the product and wallet rows NOWAIT."""
-
-    def lock():
-        try:
-            with transaction.atomic():
-                Product.objects.select_for_update(nowait=True).get(pk=product.pk)
-                list(Wallet.objects.select_for_update(nowait=True).filter(pk__in=[w.pk for w in wallets]))
-            return True
-        except DatabaseError:
-            return False
-
-    (result,) = run_at_once([lock])
-    return result
-
-
-def test_a_wallet_purchase_is_committed_and_holds_no_lock_when_it_returns(merchant, merchant_wallet, reconcile):
-    """On PostgreSQL the purchase is one autocommitted statement: no transaction is left
-    open, and another connection sees the order and can lock its rows at once."""
-    product = ProductFactory(merchant=merchant, price="5.00", available_units=3)
-    buyer_wallet = funded_wallet(amount="20.00")
-    order = services.order_purchase_with_wallet(buyer=buyer_wallet.user, product_id=product.pk)
-
-    assert connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    assert _other_connection_can_lock(product, buyer_wallet, merchant_wallet)
-    (seen,) = run_at_once([lambda: Order.objects.filter(pk=order.pk, status="COMPLETED").exists()])
-    assert seen and stock(product) == 2 and balance(merchant) == D("5.00")
-
-    wallet_set_locked(wallet_ids=[merchant_wallet.pk], locked=True)  # a refusal after the stock was taken
-    before = books()
-    with pytest.raises(WalletLocked):
-        services.order_purchase_with_wallet(buyer=buyer_wallet.user, product_id=product.pk)
-    assert connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    assert books() == before and _other_connection_can_lock(product, buyer_wallet, merchant_wallet)
     reconcile()

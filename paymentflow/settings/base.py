@@ -113,6 +113,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+    # While a statement runs (or waits on a lock), PostgreSQL checks every second that the
+    # client is still there and cancels the statement if not: a web worker killed in the
+    # middle of an autocommitted wallet purchase leaves no purchase nobody was told about.
+    DATABASES["default"]["OPTIONS"].setdefault("options", "-c client_connection_check_interval=1000")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
