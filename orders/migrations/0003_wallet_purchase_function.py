@@ -39,7 +39,8 @@ PostgreSQL cancel the statement if the client is gone while it waits on a lock, 
 web worker killed mid-purchase does not leave a purchase nobody was told about.
 
 To change it, add a migration with a new `CREATE OR REPLACE FUNCTION` and change the ORM
-path alongside; the engines test fails until both agree.
+path alongside; the engines test fails until both agree, and
+`test_wallet_purchase_database.py` fails when a table it inserts into gains a column.
 """
 
 from django.db import migrations
