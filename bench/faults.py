@@ -1,10 +1,12 @@
 """Fault drills: `make faults` (or `python -m bench.faults --help`).
 
 Starts the benchmark's server (gunicorn, production settings, a fresh PostgreSQL database;
-see bench/run.py), funds buyers, and runs a purchase storm in which every purchase carries
-an `Idempotency-Key` and a client that gets no definitive answer (connection dropped,
-timeout, 5xx, 409 in progress) retries with the same key, as a careful client would.
-During the storm it
+see bench/run.py), funds buyers, and runs a purchase storm. Half the buyers send every
+purchase with an `Idempotency-Key` and, when they get no definitive answer (connection
+dropped, timeout, 5xx, 409 in progress), retry with the same key, as a careful client
+would. The other half send no key (on PostgreSQL such a purchase is one autocommitted
+statement) and never retry: when they get no definitive answer, the outcome is unknown
+to them. During the storm it
 
   1. SIGKILLs one gunicorn worker (the master starts a new one), and
   2. restarts PostgreSQL (`pg_ctlcluster ... restart`), dropping every connection.
@@ -14,8 +16,10 @@ and no order is half-written:
 
   - `manage.py reconcile_ledger` is clean (balances = ledger, journals balanced, stock);
   - every order is COMPLETED (a wallet purchase has no other state);
-  - the orders in the database are exactly the ones the clients were told about: no
-    order a client does not know of, none created twice for one key;
+  - with a key, the orders in the database are exactly the ones the clients were told
+    about: no order a client does not know of, none created twice for one key; without a
+    key, every order a client was told about is there, and the ones it was not told about
+    are no more than its requests that got no definitive answer;
   - each buyer's balance is deposits - their orders, each merchant's the sum of their
     sales, each product's sold units the count of its orders;
   - the server answered again within seconds after each fault (printed), and /readyz is
@@ -68,6 +72,8 @@ class Outcomes:
     retries: Counter = field(default_factory=Counter)  # why a key was retried -> count
     unresolved: list = field(default_factory=list)  # keys never answered definitively
     successes_at: list = field(default_factory=list)  # monotonic times of 201s
+    keyless_created: set = field(default_factory=set)  # order ids answered 201 without a key
+    keyless_unknown: Counter = field(default_factory=Counter)  # buyer id -> requests with no definitive answer
 
 
 def parse_args(argv=None):
@@ -132,15 +138,46 @@ async def _buy_until_definitive(client, buyer: User, product, outcomes: Outcomes
     outcomes.unresolved.append(key)
 
 
+async def _buy_once_without_key(client, buyer: User, product, outcomes: Outcomes):
+    """One purchase without a key, never retried (a retry could buy twice)."""
+    body = {"productId": product.id, "paymentMethod": "WALLET", "quantity": 1}
+    try:
+        resp = await client.post(f"{API}/orders", json=body, headers=buyer.auth)
+    except httpx.HTTPError:
+        outcomes.keyless_unknown[buyer.id] += 1
+        await asyncio.sleep(RETRY_PAUSE)
+        return
+    if resp.status_code == 201:
+        outcomes.keyless_created.add(resp.json()["id"])
+        outcomes.successes_at.append(time.monotonic())
+        return
+    code = resp.json().get("code") if resp.headers.get("content-type", "").startswith("application/json") else ""
+    if resp.status_code == 400 and code in DEFINITIVE_REFUSALS:
+        outcomes.refused[code] += 1
+        return
+    outcomes.keyless_unknown[buyer.id] += 1  # a 5xx: done or not, the client cannot tell
+    await asyncio.sleep(RETRY_PAUSE)
+
+
+def _keyless(buyers) -> set:
+    """The buyers who send no Idempotency-Key: every other one."""
+    return {buyer.id for buyer in buyers[1::2]}
+
+
 async def _storm(base_url, buyers, products, args, outcomes: Outcomes):
     rng = random.Random(args.seed)
     stop_at = time.monotonic() + args.duration
     hard_deadline = stop_at + GIVE_UP_AFTER
 
+    keyless = _keyless(buyers)
+
     async def client_loop(buyer):
         async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
             while time.monotonic() < stop_at:
-                await _buy_until_definitive(client, buyer, rng.choice(products), outcomes, hard_deadline)
+                if buyer.id in keyless:
+                    await _buy_once_without_key(client, buyer, rng.choice(products), outcomes)
+                else:
+                    await _buy_until_definitive(client, buyer, rng.choice(products), outcomes, hard_deadline)
 
     await asyncio.gather(*(client_loop(b) for b in buyers))
 
@@ -193,7 +230,8 @@ def _database_checks(server: Server, buyers, merchants, products, tally: Tally, 
         statuses = Counter(status for _, status, *_ in rows)
         if set(statuses) - {"COMPLETED"}:
             problems.append(f"orders not COMPLETED: {dict(statuses)}")
-        in_db = {row[0] for row in rows}
+        keyless = _keyless(buyers)
+        in_db = {row[0] for row in rows if row[2] not in keyless}
         told = set(outcomes.created.values())
         if len(told) != len(outcomes.created):
             problems.append("one order id was returned for two different keys")
@@ -201,6 +239,17 @@ def _database_checks(server: Server, buyers, merchants, products, tally: Tally, 
             problems.append(f"{len(in_db - told)} order(s) in the database that no client was told about")
         if told - in_db:
             problems.append(f"{len(told - in_db)} order(s) a client was told about are missing")
+        keyless_in_db = Counter(row[2] for row in rows if row[2] in keyless)
+        keyless_told = Counter(row[2] for row in rows if row[0] in outcomes.keyless_created)
+        if sum(keyless_told.values()) != len(outcomes.keyless_created):
+            problems.append("an order a keyless client was told about is missing")
+        for buyer_id, count in keyless_in_db.items():
+            untold = count - keyless_told[buyer_id]
+            if untold > outcomes.keyless_unknown[buyer_id]:
+                problems.append(
+                    f"keyless buyer {buyer_id}: {untold} order(s) never answered, "
+                    f"but only {outcomes.keyless_unknown[buyer_id]} request(s) without a definitive answer"
+                )
 
         spent, earned, sold = Counter(), Counter(), Counter()
         for _, _, user_id, merchant_id, product_id, amount in rows:
@@ -245,7 +294,11 @@ async def _main(args) -> int:
     finally:
         server.stop()
 
-    print(f"\norders created {len(outcomes.created)}, refused {dict(outcomes.refused)}")
+    print(
+        f"\norders created {len(outcomes.created)} with a key, {len(outcomes.keyless_created)} without; "
+        f"refused {dict(outcomes.refused)}"
+    )
+    print(f"keyless requests with no definitive answer (not retried): {sum(outcomes.keyless_unknown.values())}")
     print(f"retries (same key) by cause: {dict(outcomes.retries)}")
     print(f"recovery after worker SIGKILL: {_recovery(log.get('worker_killed_at'), outcomes.successes_at)} s")
     print(f"recovery after PostgreSQL restart: {_recovery(log.get('pg_restarted_at'), outcomes.successes_at)} s")
