@@ -2,7 +2,13 @@ from rest_framework import serializers
 
 from catalog.models import DESCRIPTION_MAX_LENGTH, MAX_UNITS, NAME_MAX_LENGTH, Product
 from catalog.selectors import ProductFilters
-from paymentflow.api.serializers import MoneyField, StrictBooleanField, StrictInputSerializer, StrictIntegerField
+from paymentflow.api.serializers import (
+    MoneyField,
+    QuerySerializer,
+    StrictBooleanField,
+    StrictInputSerializer,
+    StrictIntegerField,
+)
 
 
 class ProductSerializer(serializers.ModelSerializer):
@@ -37,7 +43,7 @@ class ProductInputSerializer(StrictInputSerializer):
     is_active = StrictBooleanField(required=False, default=True)
 
 
-class ProductListQuerySerializer(serializers.Serializer):
+class ProductListQuerySerializer(QuerySerializer):
     """The public list's filters (query parameters arrive snake_cased by the middleware)."""
 
     search = serializers.CharField(required=False, allow_blank=True, max_length=NAME_MAX_LENGTH)

@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from orders.models import MAX_QUANTITY, Order
 from orders.services import REASON_MAX_LENGTH
-from paymentflow.api.serializers import OutputSerializer, StrictInputSerializer, StrictIntegerField
+from paymentflow.api.serializers import OutputSerializer, QuerySerializer, StrictInputSerializer, StrictIntegerField
 
 
 class OrderProductSerializer(OutputSerializer):
@@ -45,12 +45,12 @@ class OrderRefundInputSerializer(StrictInputSerializer):
     reason = serializers.CharField(max_length=REASON_MAX_LENGTH, required=False, allow_blank=True, default="")
 
 
-class OrderListQuerySerializer(serializers.Serializer):
+class OrderListQuerySerializer(QuerySerializer):
     """`GET /orders` filters (query parameters arrive snake_cased by the middleware)."""
 
     status = serializers.ChoiceField(choices=Order.Status.choices, required=False)
     payment_method = serializers.ChoiceField(choices=Order.PaymentMethod.choices, required=False)
 
 
-class OrderSalesQuerySerializer(serializers.Serializer):
+class OrderSalesQuerySerializer(QuerySerializer):
     status = serializers.ChoiceField(choices=Order.Status.choices, required=False)

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from paymentflow.api.idempotency import idempotent
+from paymentflow.api.serializers import blank_query_parameters
 from wallets import selectors, services, topups
 from wallets.models import LedgerEntry, TopUp
 from wallets.serializers import (
@@ -58,6 +59,12 @@ class TransactionFilter(filters.FilterSet):
     class Meta:
         model = LedgerEntry
         fields = ["type"]
+
+    def is_valid(self):
+        valid = super().is_valid()
+        for name, errors in blank_query_parameters(self.data, self.filters).items():
+            self.form.add_error(name, errors)
+        return valid and not self.form.errors
 
 
 @extend_schema(tags=["wallet"])

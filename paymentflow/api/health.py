@@ -1,15 +1,38 @@
 """Liveness and readiness probes for the orchestrator."""
 
+import functools
 import logging
 import uuid
 
 from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from paymentflow.api.errors import error_response
 
 logger = logging.getLogger("paymentflow.health")
 
 
+def probe(view):
+    """A probe answers GET and HEAD; any other method is a 405 in the envelope (CSRF-exempt
+    so that a POST meets that 405 rather than a CSRF refusal: a probe changes nothing)."""
+
+    @csrf_exempt
+    @functools.wraps(view)
+    def wrapper(request):
+        if request.method not in ("GET", "HEAD"):
+            response = error_response(
+                request, status_code=405, code="METHOD_NOT_ALLOWED", message=f'Method "{request.method}" not allowed.'
+            )
+            response["Allow"] = "GET, HEAD"
+            return response
+        return view(request)
+
+    return wrapper
+
+
+@probe
 def healthz(request):
     """The process is up and answering; checks nothing else."""
     return JsonResponse({"status": "ok"})
@@ -40,6 +63,7 @@ def _cache_ok() -> bool:
     return ok
 
 
+@probe
 def readyz(request):
     checks = {"database": _database_ok(), "cache": _cache_ok()}
     ready = all(checks.values())

@@ -1,7 +1,7 @@
 """`?page=1&limit=20` paging shared by every list: `{data, meta: {total, page, limit, totalPages}}`.
 
-A page past the end is an empty `data`, not an error; a non-numeric or non-positive
-`page`/`limit` is a 400; `limit` above the cap is clamped to it.
+A page past the end is an empty `data`, not an error; a non-numeric, non-positive or
+empty (`?page=`) `page`/`limit` is a 400; `limit` above the cap is clamped to it.
 """
 
 import math
@@ -27,7 +27,7 @@ class PageRequest:
 
 def _positive_int(request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return default
     try:
         value = int(raw)

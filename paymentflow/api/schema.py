@@ -10,6 +10,14 @@ _WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 class AutoSchema(SpectacularAutoSchema):
+    def get_auth(self):
+        """A `Public` operation takes a token but never needs one (drf-spectacular only
+        recognises AllowAny itself, not a subclass): security `[{jwtAuth: []}, {}]`."""
+        auths = super().get_auth()
+        if any(isinstance(p, Public) for p in self.view.get_permissions()) and {} not in auths:
+            auths.append({})
+        return auths
+
     def _error_statuses(self) -> list[str]:
         is_public = any(isinstance(p, Public) for p in self.view.get_permissions())
         # 503: the database is unavailable (DATABASE_UNAVAILABLE) or still deadlocked after

@@ -92,6 +92,28 @@ class StrictInputSerializer(serializers.Serializer):
         return super().validate(attrs)
 
 
+BLANK_PARAMETER = "This field may not be blank."
+
+
+def blank_query_parameters(query, names, *, allowed=()) -> dict:
+    """{name: [error]} for each of `names` sent empty (`?status=`). DRF and django-filter read
+    an empty value as "no filter" (the HTML-form convention); the original service's
+    validation refused it, and so does the schema (an enum or a uuid is never empty)."""
+    return {name: [BLANK_PARAMETER] for name in names if name not in allowed and query.get(name) == ""}
+
+
+class QuerySerializer(serializers.Serializer):
+    """Query parameters (arriving snake_cased). A parameter sent empty is a 400 unless its
+    field allows blank (`search=`)."""
+
+    def to_internal_value(self, data):
+        allowed = [name for name, field in self.fields.items() if getattr(field, "allow_blank", False)]
+        blank = blank_query_parameters(data, self.fields, allowed=allowed)
+        if blank:
+            raise serializers.ValidationError(blank)
+        return super().to_internal_value(data)
+
+
 class ErrorSerializer(serializers.Serializer):
     """The error envelope every 4xx/5xx response carries (documentation only)."""
 

@@ -37,10 +37,15 @@ class TestErrorEnvelope:
         client = APIClient(enforce_csrf_checks=True)
         envelope(client.post("/api/v1/orders/null,null/cancel", {}, format="json"), 404, "NOT_FOUND")
 
-    def test_csrf_refusal_on_an_api_path_is_the_envelope(self):
-        # /healthz is a plain Django view (not CSRF-exempt): a POST is refused in the envelope.
-        client = APIClient(enforce_csrf_checks=True)
-        envelope(client.post("/healthz", {}, format="json"), 403, "CSRF_FAILED")
+    def test_csrf_refusal_is_the_envelope_on_api_paths(self, rf):
+        # Every view on an API path is CSRF-exempt today (DRF views, the catch-all, the
+        # probes); should a plain Django view ever be added there, its refusal is the envelope.
+        from paymentflow.api.views import csrf_failure
+
+        response = csrf_failure(rf.post("/api/v1/anything"))
+        assert response.status_code == 403 and response["Content-Type"].startswith("application/json")
+        assert json.loads(response.content)["code"] == "CSRF_FAILED"
+        assert csrf_failure(rf.post("/admin/login/"))["Content-Type"].startswith("text/html")
 
     def test_wrong_method_is_405(self, buyer_client):
         body = envelope(buyer_client.delete("/api/v1/auth/me"), 405, "METHOD_NOT_ALLOWED")
@@ -109,6 +114,13 @@ class TestHealth:
         response = api_client.get("/healthz")
         assert response.status_code == 200
         assert response.json() == {"status": "ok"}
+
+    @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+    @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+    def test_probes_are_read_only(self, path, method):
+        client = APIClient(enforce_csrf_checks=True)  # as a real client: the 405 comes first
+        envelope(getattr(client, method)(path, {}, format="json"), 405, "METHOD_NOT_ALLOWED")
+        assert client.head(path).status_code == 200
 
     def test_readyz_with_database_and_redis(self, api_client):
         response = api_client.get("/readyz")
@@ -236,3 +248,31 @@ def test_database_outage_is_a_503_in_the_envelope(buyer_client):
     body = envelope(response, 503, "DATABASE_UNAVAILABLE")
     assert response["Retry-After"] == "1"
     assert "port" not in body["message"].lower() and "connection" not in body["message"].lower()
+
+
+class TestEmptyQueryParameters:
+    """`?status=` is not "no filter": an enum, a uuid or a number is never empty (the schema
+    says so, and the original service's validation refused it too)."""
+
+    @pytest.mark.parametrize(
+        "path, parameter",
+        [
+            ("/api/v1/orders?status=", "status"),
+            ("/api/v1/orders?paymentMethod=", "paymentMethod"),
+            ("/api/v1/products?merchantId=", "merchantId"),
+            ("/api/v1/products?minPrice=", "minPrice"),
+            ("/api/v1/wallet/transactions?type=", "type"),
+            ("/api/v1/wallet/transactions?page=", "page"),
+            ("/api/v1/products?limit=", "limit"),
+        ],
+    )
+    def test_an_empty_value_is_a_400_naming_it(self, buyer_client, path, parameter):
+        body = envelope(buyer_client.get(path), 400, "VALIDATION_ERROR")
+        assert parameter in body["details"], body
+
+    def test_an_empty_search_is_no_search(self, buyer_client):
+        assert buyer_client.get("/api/v1/products?search=").status_code == 200
+
+    def test_absent_is_still_no_filter(self, buyer_client):
+        for path in ("/api/v1/orders", "/api/v1/products", "/api/v1/wallet/transactions"):
+            assert buyer_client.get(path).status_code == 200
