@@ -7,7 +7,9 @@ own real objects (wallets with money, products, orders), so that `{id}` paths an
 
 - no 5xx (`not_a_server_error`);
 - the status code is documented, the content type and the body match the schema;
-- every error carries the contract's envelope (`error_envelope` below).
+- every error carries the contract's envelope (`error_envelope` below);
+- and, in a run of schema-violating requests only, that each is refused
+  (`negative_data_rejection`).
 
 Nothing is excluded. The Stripe webhook is fuzzed too (with the fake Stripe's secret set,
 unsigned garbage must be a 400 in the envelope, never a 500); logout cannot end the run,
@@ -29,6 +31,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import (
     content_type_conformance,
+    negative_data_rejection,
     not_a_server_error,
     response_schema_conformance,
     status_code_conformance,
@@ -162,6 +165,25 @@ def flatmap_body(ctx, body):
 SHARED_STATE = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+# Schema-violating requests only, with no hook rewriting them (the hooks above would put a
+# valid id back into a mutated path or body) and the caller's token never mutated (it is
+# sent by the test, not generated): each must be refused with a 4xx in the envelope.
+NEGATIVE_CONFIG = schemathesis.Config.from_dict(
+    {
+        "seed": SEED,
+        "generation": {
+            "max-examples": EXAMPLES_PER_OPERATION,
+            "deterministic": True,
+            "database": "none",
+            "mode": "negative",
+            "with-security-parameters": False,
+        },
+    }
+)
+negative_schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application, config=NEGATIVE_CONFIG)
+NEGATIVE_CHECKS = [not_a_server_error, negative_data_rejection, error_envelope]
+
+
 @schema.parametrize()
 @SHARED_STATE
 def test_fuzz_as_buyer(case, fuzz_world):
@@ -172,3 +194,9 @@ def test_fuzz_as_buyer(case, fuzz_world):
 @SHARED_STATE
 def test_fuzz_as_merchant(case, fuzz_world):
     case.call_and_validate(headers=fuzz_world.auth["merchant"], checks=CHECKS)
+
+
+@negative_schema.parametrize()
+@SHARED_STATE
+def test_fuzz_schema_violations_are_refused(case, fuzz_world):
+    case.call_and_validate(headers=fuzz_world.auth["buyer"], checks=NEGATIVE_CHECKS)
