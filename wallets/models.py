@@ -249,7 +249,13 @@ class TopUp(models.Model):
                 name="topup_completed_never_refunded",
             ),
         ]
-        indexes = [models.Index(fields=["user", "-created_at"], name="topup_user_created_idx")]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="topup_user_created_idx"),
+            # `expire_pending_topups`: the few PENDING rows by session expiry, never the history.
+            models.Index(
+                fields=["checkout_expires_at"], name="topup_pending_expiry_idx", condition=Q(status="PENDING")
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Top-up {self.pk} {self.amount} {self.currency} {self.status}"

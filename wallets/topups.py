@@ -19,6 +19,11 @@
   PENDING. The decision (`refund_required`) is taken under the lock; the Stripe refund
   itself (`topup_refund_unapplied_payment`) is made afterwards with no lock held, with the
   idempotency key `topup-refund-<id>`, so retrying it never refunds twice.
+- `topup_expire` (`manage.py expire_pending_topups`, for when Stripe's
+  `checkout.session.expired` never arrives): the session is expired at Stripe with no lock
+  held, then the outcome goes through the webhook services above: expired ->
+  `topup_session_expired`, paid -> `topup_payment_succeeded` (credited once), a delayed
+  payment still processing -> left PENDING.
 """
 
 import logging
@@ -229,4 +234,67 @@ def topup_refund_unapplied_payment(*, topup_id) -> TopUp:
             topup.stripe_refund_id = refund.id
             topup.save(update_fields=["refund_required", "stripe_refund_id", "updated_at"])
             logger.info("top-up %s: refunded payment %s (%s)", topup.pk, topup.stripe_payment_intent_id, refund.id)
+    return topup
+
+
+# --- expiry (the sweep for lost `checkout.session.expired` events) --------------------------
+
+
+def pending_topups_to_expire(*, now=None) -> list:
+    """Ids of PENDING top-ups whose Checkout Session's `expires_at` has passed (oldest first)."""
+    return list(
+        TopUp.objects.filter(status=TopUp.Status.PENDING, checkout_expires_at__lt=now or timezone.now())
+        .order_by("checkout_expires_at")
+        .values_list("pk", flat=True)
+    )
+
+
+def topup_expire(*, topup_id) -> TopUp:
+    """Settle one PENDING top-up whose session should be over, as its webhooks would have.
+
+    Call with no transaction open. The session is expired at Stripe first, with no lock
+    held; what Stripe answers is then applied by the webhook services, each of which
+    re-checks the top-up under its row lock (so two sweeps at once, or a sweep and a
+    webhook, settle it once):
+
+    - expired (by us, or already) -> `topup_session_expired`: EXPIRED;
+    - complete and paid -> `topup_payment_succeeded`: COMPLETED and credited once (or
+      `refund_required`, refunded here with no lock held; if that refund fails, the paid
+      session's webhook finishes it);
+    - complete, delayed payment still processing -> left PENDING (its async webhook settles it);
+    - still open (Stripe would not expire it) -> left PENDING, GatewayError.
+
+    A top-up no longer PENDING is returned unchanged. Raises GatewayError /
+    GatewayNotConfigured when Stripe cannot be asked (the top-up stays PENDING), and
+    TopUpPaymentMismatch when the paid session does not match the top-up.
+    """
+    topup = TopUp.objects.get(pk=topup_id)
+    if topup.status != TopUp.Status.PENDING:
+        return topup
+    if not topup.stripe_session_id:
+        # Never got a session recorded: nothing to expire at Stripe. Should one exist and be
+        # paid, its webhook finds the top-up EXPIRED and refunds the payment.
+        return topup_session_expired(topup_id=topup.pk)
+    session = gateway.expire_checkout_session(session_id=topup.stripe_session_id)
+    if session.status == "expired":
+        return topup_session_expired(topup_id=topup.pk, session_id=session.id)
+    if session.status != "complete":
+        raise gateway.GatewayError(f"Stripe did not expire checkout session {session.id} (status {session.status}).")
+    if not session.is_paid:
+        logger.info("top-up %s: session %s complete, payment processing: left PENDING", topup.pk, session.id)
+        return TopUp.objects.get(pk=topup.pk)  # as it is now (a webhook may have settled it)
+    topup = topup_payment_succeeded(
+        topup_id=topup.pk,
+        session_id=session.id,
+        payment_intent_id=session.payment_intent_id,
+        amount=session.amount_total,
+        currency=session.currency,
+    )
+    if topup.refund_required:
+        try:
+            topup = topup_refund_unapplied_payment(topup_id=topup.pk)
+        except gateway.GatewayError as exc:
+            logger.warning(
+                "top-up %s: refunding the uncredited payment failed (%s); left to the webhook", topup.pk, exc
+            )
     return topup

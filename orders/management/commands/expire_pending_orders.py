@@ -7,32 +7,19 @@ release re-checks the order under its row lock, so an order is cancelled once. E
 some order could not be handled (e.g. Stripe unreachable); the next run retries it.
 """
 
-import logging
-
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from orders import services
-from paymentflow.api.exceptions import ApplicationError
-
-logger = logging.getLogger("paymentflow.orders")
+from paymentflow.sweeps import run_sweep
 
 
 class Command(BaseCommand):
     help = "Cancel PENDING orders older than PENDING_ORDER_TIMEOUT_MINUTES, expiring their Checkout Sessions."
 
     def handle(self, *args, **options):
-        order_ids = services.pending_orders_to_expire()
-        outcomes: dict[str, int] = {}
-        failed = []
-        for order_id in order_ids:
-            try:
-                order = services.order_expire(order_id=order_id)
-            except ApplicationError as exc:
-                logger.warning("Could not expire order %s: %s (%s)", order_id, exc.code, exc.message)
-                failed.append(str(order_id))
-                continue
-            outcomes[order.status] = outcomes.get(order.status, 0) + 1
-        summary = ", ".join(f"{status}: {count}" for status, count in sorted(outcomes.items())) or "nothing to do"
-        self.stdout.write(f"Expired pending orders ({len(order_ids)} found): {summary}")
-        if failed:
-            raise CommandError(f"{len(failed)} order(s) could not be expired: {', '.join(failed)}")
+        run_sweep(
+            self,
+            ids=services.pending_orders_to_expire(),
+            settle=lambda order_id: services.order_expire(order_id=order_id),
+            noun="order",
+        )
