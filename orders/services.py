@@ -113,6 +113,19 @@ def _settle_with_clearing(order: Order, *, delta, type: str, description: str):
 # --- purchase -----------------------------------------------------------------------------
 
 
+def _order_fields(*, buyer: User, product, quantity: int) -> dict:
+    """What every order copies from its product at purchase time."""
+    return {
+        "user": buyer,
+        "product": product,
+        "merchant_id": product.merchant_id,
+        "quantity": quantity,
+        "unit_price": product.price,
+        "amount": product.price * quantity,
+        "currency": product.currency,
+    }
+
+
 def order_purchase_with_wallet(*, buyer: User, product_id: UUID, quantity: int = 1) -> Order:
     """`POST /orders {paymentMethod: WALLET}`: one transaction that takes the stock, moves
     the money (buyer PAYMENT, merchant REVENUE) and writes the COMPLETED order — or nothing.
@@ -152,19 +165,12 @@ def _purchase_with_orm(*, buyer: User, product_id: UUID, quantity: int) -> Order
         reference_id=str(order_id),
         description=f"Order {order_id}: {quantity} x {product.name}"[:255],
     )
-    now = timezone.now()
     return Order.objects.create(
         id=order_id,
-        user=buyer,
-        product=product,
-        merchant_id=product.merchant_id,
-        quantity=quantity,
-        unit_price=product.price,
-        amount=amount,
-        currency=product.currency,
+        **_order_fields(buyer=buyer, product=product, quantity=quantity),
         status=Status.COMPLETED,
         payment_method=Method.WALLET,
-        completed_at=now,
+        completed_at=timezone.now(),
     )
 
 
@@ -199,13 +205,7 @@ def _purchase_in_database(*, buyer: User, product_id: UUID, quantity: int) -> Or
     product, at = product_take_or_refuse(purchase, product_id=product_id, quantity=quantity)
     order = Order(
         id=order_id,
-        user=buyer,
-        product=product,
-        merchant_id=product.merchant_id,
-        quantity=quantity,
-        unit_price=product.price,
-        amount=product.price * quantity,
-        currency=product.currency,
+        **_order_fields(buyer=buyer, product=product, quantity=quantity),
         status=Status.COMPLETED,
         payment_method=Method.WALLET,
         completed_at=at,
@@ -224,13 +224,7 @@ def _order_reserve(*, buyer: User, product_id: UUID, quantity: int) -> Order:
         raise OwnProduct()
     expires_at = timezone.now() + timedelta(minutes=settings.CHECKOUT_EXPIRES_MINUTES) + CHECKOUT_EXPIRY_MARGIN
     return Order.objects.create(
-        user=buyer,
-        product=product,
-        merchant_id=product.merchant_id,
-        quantity=quantity,
-        unit_price=product.price,
-        amount=product.price * quantity,
-        currency=product.currency,
+        **_order_fields(buyer=buyer, product=product, quantity=quantity),
         status=Status.PENDING,
         payment_method=Method.GATEWAY,
         checkout_expires_at=expires_at,
