@@ -113,50 +113,46 @@ async def _setup(client: httpx.AsyncClient, args):
     return buyers, merchants, list(products), tally
 
 
+async def _purchase(client, buyer: User, product, outcomes: Outcomes, headers: dict) -> tuple[str, str]:
+    """POST one purchase: ("created", order id), ("refused", code) — both counted in
+    `outcomes` — or ("undecided", why: a transport error, a 5xx, a 409 in progress)."""
+    body = {"productId": product.id, "paymentMethod": "WALLET", "quantity": 1}
+    try:
+        resp = await client.post(f"{API}/orders", json=body, headers={**buyer.auth, **headers})
+    except httpx.HTTPError as exc:
+        return "undecided", type(exc).__name__
+    if resp.status_code == 201:
+        outcomes.successes_at.append(time.monotonic())
+        return "created", resp.json()["id"]
+    code = resp.json().get("code") if resp.headers.get("content-type", "").startswith("application/json") else ""
+    if resp.status_code == 400 and code in DEFINITIVE_REFUSALS:
+        outcomes.refused[code] += 1
+        return "refused", code
+    return "undecided", f"{resp.status_code} {code}"
+
+
 async def _buy_until_definitive(client, buyer: User, product, outcomes: Outcomes, hard_deadline: float):
     """One purchase under one key, retried with that key until the answer is definitive."""
     key = uuid.uuid4().hex
-    body = {"productId": product.id, "paymentMethod": "WALLET", "quantity": 1}
-    headers = {**buyer.auth, "Idempotency-Key": key}
     while time.monotonic() < hard_deadline:
-        try:
-            resp = await client.post(f"{API}/orders", json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            outcomes.retries[type(exc).__name__] += 1
-            await asyncio.sleep(RETRY_PAUSE)
-            continue
-        if resp.status_code == 201:
-            outcomes.created[key] = resp.json()["id"]
-            outcomes.successes_at.append(time.monotonic())
+        result, detail = await _purchase(client, buyer, product, outcomes, {"Idempotency-Key": key})
+        if result == "created":
+            outcomes.created[key] = detail
+        if result != "undecided":
             return
-        code = resp.json().get("code") if resp.headers.get("content-type", "").startswith("application/json") else ""
-        if resp.status_code == 400 and code in DEFINITIVE_REFUSALS:
-            outcomes.refused[code] += 1
-            return
-        outcomes.retries[f"{resp.status_code} {code}"] += 1  # 5xx, 409 in progress: same key again
+        outcomes.retries[detail] += 1  # same key again
         await asyncio.sleep(RETRY_PAUSE)
     outcomes.unresolved.append(key)
 
 
 async def _buy_once_without_key(client, buyer: User, product, outcomes: Outcomes):
     """One purchase without a key, never retried (a retry could buy twice)."""
-    body = {"productId": product.id, "paymentMethod": "WALLET", "quantity": 1}
-    try:
-        resp = await client.post(f"{API}/orders", json=body, headers=buyer.auth)
-    except httpx.HTTPError:
+    result, detail = await _purchase(client, buyer, product, outcomes, {})
+    if result == "created":
+        outcomes.keyless_created.add(detail)
+    elif result == "undecided":  # done or not, the client cannot tell
         outcomes.keyless_unknown[buyer.id] += 1
         await asyncio.sleep(RETRY_PAUSE)
-        return
-    if resp.status_code == 201:
-        outcomes.keyless_created.add(resp.json()["id"])
-        outcomes.successes_at.append(time.monotonic())
-        return
-    code = resp.json().get("code") if resp.headers.get("content-type", "").startswith("application/json") else ""
-    if resp.status_code == 400 and code in DEFINITIVE_REFUSALS:
-        outcomes.refused[code] += 1
-        return
-    outcomes.keyless_unknown[buyer.id] += 1  # a 5xx: done or not, the client cannot tell
-    await asyncio.sleep(RETRY_PAUSE)
 
 
 def _keyless(buyers) -> set:
