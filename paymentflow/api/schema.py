@@ -10,20 +10,22 @@ _WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 class AutoSchema(SpectacularAutoSchema):
+    def _is_public(self) -> bool:
+        return any(isinstance(p, Public) for p in self.view.get_permissions())
+
     def get_auth(self):
         """A `Public` operation takes a token but never needs one (drf-spectacular only
         recognises AllowAny itself, not a subclass): security `[{jwtAuth: []}, {}]`."""
         auths = super().get_auth()
-        if any(isinstance(p, Public) for p in self.view.get_permissions()) and {} not in auths:
+        if self._is_public() and {} not in auths:
             auths.append({})
         return auths
 
     def _error_statuses(self) -> list[str]:
-        is_public = any(isinstance(p, Public) for p in self.view.get_permissions())
         # 503: the database is unavailable (DATABASE_UNAVAILABLE) or still deadlocked after
         # the retries (DATABASE_BUSY); every operation can meet either.
         statuses = ["400", "404", "429", "503"]
-        if not is_public:
+        if not self._is_public():
             statuses += ["401", "403"]
         if self.method in _WRITE_METHODS:
             statuses += ["409", "413"]
