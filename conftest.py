@@ -1,19 +1,26 @@
 """Fixtures shared by every app's tests: API clients, users, and a clean cache per test."""
 
+import os
+
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts.services import user_issue_tokens
 from accounts.tests.factories import MerchantFactory, UserFactory
+from paymentflow.testing.isolation import clear_cache, drop_abandoned_test_databases
 
 pytest_plugins = ["paymentflow.testing.fixtures"]
 
 
+def pytest_sessionstart(session):
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # once per run, before any test database exists
+        drop_abandoned_test_databases()
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    # Each xdist worker has its own Redis database (settings/test.py), so this is local.
-    cache.clear()
+    # Only this run's (and this xdist worker's) keys: settings/test.py gives them a prefix.
+    clear_cache()
     yield
 
 

@@ -7,6 +7,7 @@ import pytest
 from catalog.models import MAX_UNITS, Product, StockAdjustment
 from catalog.tests.factories import ProductFactory
 from catalog.tests.utils import PRODUCT_KEYS, error, links
+from paymentflow.testing.isolation import clear_cache
 
 pytestmark = pytest.mark.django_db
 
@@ -388,13 +389,11 @@ class TestQueryBudget:
         return len(queries)
 
     def test_public_list_is_two_queries_whatever_the_page_size(self, api_client):
-        from django.core.cache import cache
-
         ProductFactory()
-        cache.clear()
+        clear_cache()
         one = self._count(api_client, LIST, limit=50)
         ProductFactory.create_batch(49)
-        cache.clear()
+        clear_cache()
         fifty = self._count(api_client, LIST, limit=50)
         assert len(api_client.get(LIST, {"limit": 50}).json()) == 50
         assert one == fifty == 2  # COUNT + one page SELECT
