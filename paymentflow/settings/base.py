@@ -104,7 +104,15 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# `transaction`: DATABASE_URL points at PgBouncer in transaction pooling mode, where each
+# transaction (or autocommitted statement) may run on a different server connection
+# (README "Scale-out", docs/ARCHITECTURE.md "PgBouncer").
+DATABASE_POOLER = env("DATABASE_POOLER", "").lower()
+if DATABASE_POOLER not in ("", "transaction"):
+    raise ImproperlyConfigured(f"DATABASE_POOLER must be unset or 'transaction', got {DATABASE_POOLER!r}.")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    if DATABASE_POOLER:
+        raise ImproperlyConfigured("DATABASE_POOLER needs a PostgreSQL DATABASE_URL (PgBouncer).")
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
@@ -113,10 +121,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
-    # While a statement runs (or waits on a lock), PostgreSQL checks every second that the
-    # client is still there and cancels the statement if not: a web worker killed in the
-    # middle of an autocommitted wallet purchase leaves no purchase nobody was told about.
-    DATABASES["default"]["OPTIONS"].setdefault("options", "-c client_connection_check_interval=1000")
+    if DATABASE_POOLER == "transaction":
+        if "options" in DATABASES["default"]["OPTIONS"]:
+            raise ImproperlyConfigured("PgBouncer refuses startup options: drop `options` from DATABASE_URL.")
+        # Nothing may outlive a transaction: no named (server-side) cursors, no prepared
+        # statements, and no startup `options` (PgBouncer refuses the connection). Session
+        # settings belong on the server: `ALTER DATABASE ... SET` (README "Scale-out").
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None
+    else:
+        # While a statement runs (or waits on a lock), PostgreSQL checks every second that the
+        # client is still there and cancels the statement if not: a web worker killed in the
+        # middle of an autocommitted wallet purchase leaves no purchase nobody was told about.
+        DATABASES["default"]["OPTIONS"].setdefault("options", "-c client_connection_check_interval=1000")
+# Query counts and timings for /metrics (paymentflow/metrics.py): django-prometheus's
+# wrappers of the same backends.
+DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
+    "django.db.backends.", "django_prometheus.db.backends.", 1
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,0 +1,67 @@
+"""DATABASE_POOLER (paymentflow/settings/base.py): what the settings send PostgreSQL with
+and without PgBouncer in front. Each case imports the production settings in a fresh
+interpreter with its own environment. (The real PgBouncer: tests/test_scale_out.py.)"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOW_DATABASE = (
+    "import json; from paymentflow.settings import production as s; "
+    "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], "
+    "'options': s.DATABASES['default']['OPTIONS'], "
+    "'server_side_cursors_off': s.DATABASES['default'].get('DISABLE_SERVER_SIDE_CURSORS', False)}))"
+)
+
+
+def load(**env) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_"))}
+    environment.update(DJANGO_SECRET_KEY="settings-test-key", **env)
+    return subprocess.run(
+        [sys.executable, "-c", SHOW_DATABASE], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+
+
+def database(**env) -> dict:
+    result = load(**env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+POSTGRES = "postgres://app@127.0.0.1:6432/paymentflow"
+
+
+def test_behind_pgbouncer_nothing_outlives_a_transaction():
+    db = database(DATABASE_URL=POSTGRES, DATABASE_POOLER="transaction")
+    assert "options" not in db["options"]  # PgBouncer refuses any startup option
+    assert db["options"]["prepare_threshold"] is None
+    assert db["server_side_cursors_off"] is True
+    assert db["engine"] == "django_prometheus.db.backends.postgresql"
+
+
+def test_connected_directly_the_connection_check_is_sent():
+    db = database(DATABASE_URL=POSTGRES)
+    assert db["options"]["options"] == "-c client_connection_check_interval=1000"
+    assert db["server_side_cursors_off"] is False
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_URL": POSTGRES, "DATABASE_POOLER": "session"}, "DATABASE_POOLER must be unset or 'transaction'"),
+        ({"DATABASE_POOLER": "transaction"}, "DATABASE_POOLER needs a PostgreSQL DATABASE_URL"),
+        (
+            {"DATABASE_URL": POSTGRES + "?options=-c%20statement_timeout%3D5s", "DATABASE_POOLER": "transaction"},
+            "PgBouncer refuses startup options",
+        ),
+    ],
+    ids=["unknown-mode", "sqlite", "options-in-the-url"],
+)
+def test_a_pooler_setting_that_cannot_work_stops_the_start(env, message):
+    result = load(**env)
+    assert result.returncode != 0 and message in result.stderr
