@@ -37,7 +37,7 @@ from orders.exceptions import (
     OwnProduct,
 )
 from orders.models import Order
-from paymentflow import gateway
+from paymentflow import gateway, metrics
 from paymentflow.db import atomic_with_retry, autocommit_with_retry
 from wallets.exceptions import InsufficientFunds, WalletLocked
 from wallets.models import LedgerEntry, SystemAccount, Wallet
@@ -71,6 +71,7 @@ def _transition(order: Order, to: str, **fields) -> Order:
     for name, value in fields.items():
         setattr(order, name, value)
     order.save(update_fields=list(fields))
+    metrics.order_entered_status(order)
     return order
 
 
@@ -165,13 +166,15 @@ def _purchase_with_orm(*, buyer: User, product_id: UUID, quantity: int) -> Order
         reference_id=str(order_id),
         description=f"Order {order_id}: {quantity} x {product.name}"[:255],
     )
-    return Order.objects.create(
+    order = Order.objects.create(
         id=order_id,
         **_order_fields(buyer=buyer, product=product, quantity=quantity),
         status=Status.COMPLETED,
         payment_method=Method.WALLET,
         completed_at=timezone.now(),
     )
+    metrics.order_entered_status(order)
+    return order
 
 
 _WALLET_PURCHASE_SQL = "SELECT * FROM orders_wallet_purchase(%s, %s, %s, %s, %s)"
@@ -213,6 +216,8 @@ def _purchase_in_database(*, buyer: User, product_id: UUID, quantity: int) -> Or
         updated_at=at,
     )
     order._state.adding, order._state.db = False, connection.alias  # it is the row just inserted
+    metrics.order_entered_status(order)
+    metrics.ledger_legs_written([(LedgerEntry.Type.PAYMENT, order.amount), (LedgerEntry.Type.REVENUE, order.amount)])
     return order
 
 
@@ -223,12 +228,14 @@ def _order_reserve(*, buyer: User, product_id: UUID, quantity: int) -> Order:
     if product.merchant_id == buyer.pk:
         raise OwnProduct()
     expires_at = timezone.now() + timedelta(minutes=settings.CHECKOUT_EXPIRES_MINUTES) + CHECKOUT_EXPIRY_MARGIN
-    return Order.objects.create(
+    order = Order.objects.create(
         **_order_fields(buyer=buyer, product=product, quantity=quantity),
         status=Status.PENDING,
         payment_method=Method.GATEWAY,
         checkout_expires_at=expires_at,
     )
+    metrics.order_entered_status(order)
+    return order
 
 
 def order_purchase_with_gateway(*, buyer: User, product_id: UUID, quantity: int = 1) -> Order:

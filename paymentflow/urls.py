@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from paymentflow.api.health import healthz, readyz
 from paymentflow.api.views import api_not_found
+from paymentflow.metrics import metrics_view
 
 # Each app's urls.py spells its paths out in full (`wallet/deposit`, `products/<id>`), as the
 # contract lists them, with no trailing slash.
@@ -22,6 +23,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     # Anything else under /api/ is a 404 in the contract's envelope, even with DEBUG on.
     re_path(r"^api/", api_not_found),

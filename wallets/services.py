@@ -30,6 +30,7 @@ from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from accounts.models import User
+from paymentflow import metrics
 from paymentflow.db import atomic_with_retry
 from wallets.exceptions import (
     DirectDepositsDisabled,
@@ -385,6 +386,7 @@ def _write(
         wallet = locked[wallet_id]
         wallet.balance, wallet.last_sequence, wallet.updated_at = entry.balance_after, entry.sequence, now
     LedgerEntry.objects.bulk_create(entries)
+    metrics.ledger_legs_written((entry.type, entry.amount) for entry in user_legs.values())
     return Movement(journal=journal, legs=user_legs, wallets=locked)
 
 

@@ -28,7 +28,7 @@ import traceback
 from django.db.models import F
 from django.utils import timezone
 
-from paymentflow import gateway
+from paymentflow import gateway, metrics
 from paymentflow.db import atomic_with_retry
 from webhooks.dispatch import Outcome, dispatch
 from webhooks.exceptions import WebhookProcessingFailed
@@ -84,6 +84,7 @@ def stripe_event_process(*, event_id: str) -> StripeEvent:
 def _handle_locked(event_id: str) -> tuple[StripeEvent, Outcome]:
     event = StripeEvent.objects.select_for_update().get(event_id=event_id)
     if event.is_done:
+        metrics.stripe_event_handled(event_type=event.type, outcome="duplicate")
         return event, Outcome(event.status == StripeEvent.Status.PROCESSED, "already handled")
     outcome = dispatch(event.payload)
     event.attempts += 1
@@ -101,6 +102,7 @@ def _finish(event: StripeEvent, outcome: Outcome) -> StripeEvent:
     event.outcome = outcome.note[:255]
     event.processed_at = timezone.now()
     event.save(update_fields=["status", "outcome", "attempts", "last_error", "processed_at"])
+    metrics.stripe_event_handled(event_type=event.type, outcome=event.status.lower())
     logger.info("Stripe event %s (%s) %s: %s", event.event_id, event.type, event.status, event.outcome)
     return event
 
@@ -109,6 +111,7 @@ def _finish(event: StripeEvent, outcome: Outcome) -> StripeEvent:
 def _mark_handled(event_id: str, outcome: Outcome) -> StripeEvent:
     event = StripeEvent.objects.select_for_update().get(event_id=event_id)
     if event.is_done:  # a concurrent delivery finished it first
+        metrics.stripe_event_handled(event_type=event.type, outcome="duplicate")
         return event
     event.last_error = ""
     return _finish(event, outcome)
@@ -120,7 +123,10 @@ def _record_failure(event_id: str, exc: BaseException, *, count_attempt: bool) -
     cause = "".join(traceback.format_exception(exc))
     # A concurrent delivery may have finished the event meanwhile: never flip that back.
     finished = [StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED]
-    StripeEvent.objects.filter(event_id=event_id).exclude(status__in=finished).update(
+    failed = StripeEvent.objects.filter(event_id=event_id).exclude(status__in=finished)
+    for event_type in failed.values_list("type", flat=True):
+        metrics.stripe_event_handled(event_type=event_type, outcome="failed")
+    failed.update(
         status=StripeEvent.Status.FAILED,
         last_error=f"{error}\n\n{cause}"[:MAX_ERROR_LENGTH],
         attempts=F("attempts") + (1 if count_attempt else 0),

@@ -9,6 +9,8 @@ from http import HTTPStatus
 
 from django.http import HttpResponse
 
+from paymentflow import metrics
+
 
 def is_api_path(path: str) -> bool:
     return path.startswith("/api/") or path in ("/healthz", "/readyz")
@@ -22,6 +24,8 @@ def reason_phrase(status_code: int) -> str:
 
 
 def error_body(request, *, status_code: int, code: str, message: str, details=None) -> dict:
+    """Every error answer is built here exactly once, so it is counted here (/metrics)."""
+    metrics.error_answered(request, status_code=status_code, code=code)
     return {
         "statusCode": status_code,
         "error": reason_phrase(status_code),

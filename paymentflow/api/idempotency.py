@@ -52,6 +52,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import ValidationError
 
+from paymentflow import metrics
 from paymentflow.api.exceptions import ApplicationError, ConflictError
 from paymentflow.api.models import IdempotencyKey
 from paymentflow.db import atomic_with_retry
@@ -117,6 +118,7 @@ def _replay(record: IdempotencyKey) -> HttpResponse:
         record.response_body, status=record.response_status, content_type=record.response_content_type
     )
     response[REPLAY_HEADER] = "true"
+    metrics.idempotent_replay()
     return response
 
 

@@ -4,6 +4,8 @@ production), so every server process counts the same attempts."""
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from paymentflow import metrics
+
 
 class AuthRateThrottle(SimpleRateThrottle):
     """Login and register attempts per client address, at `AUTH_THROTTLE_RATE`.
@@ -19,7 +21,10 @@ class AuthRateThrottle(SimpleRateThrottle):
         self.scope = getattr(view, "throttle_scope", "auth")
         self.rate = settings.AUTH_THROTTLE_RATE
         self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        allowed = super().allow_request(request, view)
+        if not allowed:
+            metrics.request_throttled(scope=self.scope)
+        return allowed
 
     def get_cache_key(self, request, view):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_prometheus",
     "paymentflow.api.apps.ApiConfig",
     "accounts",
     "wallets",
@@ -58,6 +59,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First and last: django-prometheus times everything in between (paymentflow/metrics.py).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "paymentflow.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -70,6 +73,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "djangorestframework_camel_case.middleware.CamelCaseMiddleWare",
     "paymentflow.middleware.ApiExceptionMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "paymentflow.urls"
@@ -147,9 +151,12 @@ REDIS_URL = env("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
+            # django-redis, with get/hit/miss counters for /metrics (django-prometheus).
+            "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "pf",
+            # Every instance of one deployment shares the prefix, and so the throttle counters
+            # and the product cache; another deployment on the same Redis takes its own.
+            "KEY_PREFIX": env("REDIS_KEY_PREFIX", "pf"),
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
                 # Short timeouts: a Redis outage must cost milliseconds, not a hung request.
@@ -283,6 +290,12 @@ CHECKOUT_EXPIRES_MINUTES = max(30, env_int("CHECKOUT_EXPIRES_MINUTES", 30))
 PENDING_ORDER_TIMEOUT_MINUTES = env_int("PENDING_ORDER_TIMEOUT_MINUTES", CHECKOUT_EXPIRES_MINUTES + 5)
 CHECKOUT_SUCCESS_URL = env("CHECKOUT_SUCCESS_URL", "http://127.0.0.1:8000/checkout/success")
 CHECKOUT_CANCEL_URL = env("CHECKOUT_CANCEL_URL", "http://127.0.0.1:8000/checkout/cancel")
+
+# --- Metrics (GET /metrics, paymentflow/metrics.py) -------------------------------------------
+# The bearer token Prometheus scrapes with; unset, /metrics answers 404.
+METRICS_TOKEN = env("METRICS_TOKEN", "")
+# django-prometheus would otherwise query the migration state at start-up.
+PROMETHEUS_EXPORT_MIGRATIONS = False
 
 # --- Logging: every line carries the request id --------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", "INFO")

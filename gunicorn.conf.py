@@ -1,0 +1,37 @@
+"""gunicorn reads this file from the working directory (`gunicorn paymentflow.wsgi ...`).
+
+It sets up prometheus_client's multiprocess mode, so that `GET /metrics`, whichever worker
+answers it, counts what every worker of this instance did (paymentflow/metrics.py):
+- PROMETHEUS_MULTIPROC_DIR: the operator's directory (emptied of an earlier run's files at
+  start), or a fresh temporary one, removed at exit. The master sets it before forking,
+  so every worker writes its values there.
+- A worker that exits is marked dead, so its live gauges stop counting.
+Command-line options (--workers, --bind, ...) are untouched.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_OWN_DIRECTORY = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_DIRECTORY:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="paymentflow-metrics-")
+
+
+def on_starting(server):
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # values of an earlier run of this instance
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _OWN_DIRECTORY:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
