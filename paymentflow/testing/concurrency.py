@@ -32,12 +32,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Post:
-    """One POST to the live server: a JSON body or raw bytes (`data`), and headers."""
+    """One POST to the live server (or to `server`, another base URL: the scale-out test
+    splits a burst over app instances): a JSON body or raw bytes (`data`), and headers."""
 
     path: str
     json: Any = None
     data: bytes | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    server: str | None = None
 
 
 def post_at_once(live_server, posts: Sequence[Post], *, workers: int | None = None) -> list[requests.Response]:
@@ -48,15 +50,16 @@ def post_at_once(live_server, posts: Sequence[Post], *, workers: int | None = No
     barrier = threading.Barrier(workers, timeout=BARRIER_TIMEOUT)
 
     def send(post: Post) -> requests.Response:
+        server = post.server or live_server.url
         with requests.Session() as session:
             try:  # connect now, so that the barrier releases requests, not connection attempts
-                session.get(f"{live_server.url}/healthz", timeout=REQUEST_TIMEOUT).raise_for_status()
+                session.get(f"{server}/healthz", timeout=REQUEST_TIMEOUT).raise_for_status()
             except BaseException:
                 barrier.abort()
                 raise
             barrier.wait()
             return session.post(
-                f"{live_server.url}{post.path}",
+                f"{server}{post.path}",
                 json=post.json,
                 data=post.data,
                 headers=dict(post.headers),
