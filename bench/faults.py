@@ -55,6 +55,7 @@ from bench.run import (  # noqa: E402
     Server,
     Tally,
     User,
+    add_server_arguments,
     create_product,
     deposit,
     register,
@@ -83,11 +84,7 @@ def parse_args(argv=None):
     p.add_argument("--kill-at", type=float, default=3.0, help="SIGKILL a worker at this second (default 3)")
     p.add_argument("--restart-at", type=float, default=6.0, help="restart PostgreSQL at this second (default 6)")
     p.add_argument("--no-restart", action="store_true", help="skip the PostgreSQL restart")
-    p.add_argument("--workers", type=int, default=3)
-    p.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--db-name", default="paymentflow_faults")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
+    add_server_arguments(p, db_name="paymentflow_faults")
     p.add_argument("--seed", type=int, default=11)
     args = p.parse_args(argv)
     if not 1 <= args.clients <= 128 or not 0 < args.duration <= 120:

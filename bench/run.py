@@ -2,7 +2,9 @@
 
 By default it starts its own server: a fresh PostgreSQL database (`paymentflow_bench`,
 dropped and recreated), `manage.py migrate` and `gunicorn paymentflow.wsgi` with the
-production settings on a free port of 127.0.0.1, Redis database 15 flushed. With
+production settings on a free port of 127.0.0.1, its Redis keys under its own prefix
+cleared. `--instances N` starts N gunicorn instances behind an nginx balancer, and
+`--pgbouncer` puts a PgBouncer in transaction mode between them and PostgreSQL. With
 `--target URL` it drives a server that is already running (on this machine only) and
 checks the invariants through the API alone.
 
@@ -23,8 +25,8 @@ import os
 import platform
 import random
 import secrets
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -58,6 +60,13 @@ from bench.stats import (  # noqa: E402
     stock_problems,
     summarize,
 )
+from paymentflow.testing.cluster import (  # noqa: E402
+    Gunicorn,
+    Nginx,
+    PgBouncer,
+    ProcessUnavailable,
+    process_cpu_ticks,
+)
 
 API = "/api/v1"
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -87,30 +96,6 @@ class BenchError(Exception):
 # --- The server the bench starts -------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cpu_ticks(pid: int) -> int | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def _children(ppid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == ppid:
-                    found.append(int(entry.name))
-    return found
-
-
 def _postgres_backends(dbname: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -130,16 +115,21 @@ def _machine_ticks() -> tuple[int, int]:
 
 
 class Server:
-    """gunicorn on a fresh database; `stop()` is safe to call more than once."""
+    """A fresh database, then `--instances` gunicorn instances (paymentflow/testing/cluster.py),
+    optionally through a PgBouncer (`--pgbouncer`) and behind an nginx balancer (`--balancer`,
+    always with more than one instance); `stop()` is safe to call more than once."""
 
     def __init__(self, args):
         self.args = args
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.dbname = args.db_name
+        # Direct, for migrate, reconcile and the SQL checks; the instances may go through PgBouncer.
         self.database_url = f"postgres://postgres@127.0.0.1:5432/{self.dbname}"
-        self.proc: subprocess.Popen | None = None
-        self.log_path = RESULTS_DIR / "server.log"
+        self.redis_prefix = f"bench:{self.dbname}"  # this bench's keys only: the Redis may be shared
+        self.metrics_token = secrets.token_urlsafe(24)
+        self.balanced = args.balancer or args.instances > 1
+        self.bouncer: PgBouncer | None = None
+        self.instances: list[Gunicorn] = []
+        self.balancer: Nginx | None = None
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "paymentflow.settings.production",
@@ -148,34 +138,35 @@ class Server:
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DATABASE_URL": self.database_url,
             "REDIS_URL": args.redis_url,
+            "REDIS_KEY_PREFIX": self.redis_prefix,
+            "METRICS_TOKEN": self.metrics_token,
+            "NUM_PROXIES": "1" if self.balanced else "0",
             # Setup registers dozens of users from one address; production keeps 10/minute.
             "AUTH_THROTTLE_RATE": "100000/minute",
             # A long run must not outlive its access tokens.
             "JWT_ACCESS_MINUTES": "120",
             "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
         }
-        for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE"):
+        for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "PROMETHEUS_MULTIPROC_DIR"):
             self.env.pop(name, None)
+
+    @property
+    def url(self) -> str:
+        return self.balancer.url if self.balancer else self.instances[0].url
 
     def describe(self) -> dict:
         a = self.args
         return {
-            "command": " ".join(self.gunicorn_command()[2:]),
+            "command": " ".join(self.instances[0].command()[2:]) if self.instances else "",
+            "instances": a.instances,
             "workers": a.workers,
             "worker_class": a.worker_class,
             "threads": a.threads,
+            "pgbouncer": f"transaction pooling, {a.pool_size} server connections" if a.pgbouncer else None,
+            "balancer": "nginx round-robin" if self.balanced else None,
             "database": self.dbname,
-            "redis": a.redis_url,
+            "redis": f"{a.redis_url} (keys {self.redis_prefix}:*)",
         }
-
-    def gunicorn_command(self) -> list[str]:
-        a = self.args
-        command = [sys.executable, "-m", "gunicorn", "paymentflow.wsgi"]
-        command += ["--bind", f"127.0.0.1:{self.port}", "--workers", str(a.workers)]
-        command += ["--worker-class", a.worker_class, "--timeout", "30", "--graceful-timeout", "5"]
-        if a.worker_class == "gthread":
-            command += ["--threads", str(a.threads), "--keep-alive", "5"]
-        return command
 
     def _run(self, command: list[str], what: str, timeout: float = 300) -> None:
         result = subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
@@ -185,26 +176,32 @@ class Server:
             )
 
     def start(self) -> None:
+        a = self.args
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         print(f"[server] starting PostgreSQL/Redis if stopped; fresh database {self.dbname}", flush=True)
         self._run(["bash", str(ROOT / "scripts" / "start-services.sh")], "scripts/start-services.sh", timeout=60)
         self._recreate_database()
-        self._flush_redis()
+        self._clear_redis()
         print("[server] migrating (production settings)", flush=True)
         self._run([sys.executable, "manage.py", "migrate", "--noinput"], "manage.py migrate")
-        print(f"[server] {' '.join(self.gunicorn_command()[2:])}", flush=True)
-        log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            self.gunicorn_command(),
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches the bench only; the bench stops gunicorn
-        )
-        log.close()
-        self._wait_ready()
+        app_env = dict(self.env)
+        try:
+            if a.pgbouncer:
+                self.bouncer = PgBouncer(databases=[self.dbname], pool_size=a.pool_size).start()
+                app_env.update(DATABASE_URL=self.bouncer.url(self.dbname), DATABASE_POOLER="transaction")
+                pooling = f"transaction pooling, {a.pool_size} server connections"
+                print(f"[server] pgbouncer on {self.bouncer.address}: {pooling}", flush=True)
+            for _ in range(a.instances):
+                instance = Gunicorn(env=app_env, workers=a.workers, threads=a.threads, worker_class=a.worker_class)
+                self.instances.append(instance)
+                instance.start()
+                print(f"[server] {' '.join(instance.command()[2:])}", flush=True)
+            if self.balanced:
+                self.balancer = Nginx(upstreams=[i.address for i in self.instances]).start()
+                print(f"[server] nginx on {self.balancer.address} in front of {a.instances} instance(s)", flush=True)
+        except ProcessUnavailable as exc:
+            raise BenchError(str(exc)) from exc
+        print(f"[server] ready on {self.url}", flush=True)
 
     def _recreate_database(self) -> None:
         import psycopg
@@ -214,43 +211,54 @@ class Server:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.dbname)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname)))
 
-    def _flush_redis(self) -> None:
+    def _clear_redis(self) -> None:
         import redis
 
-        redis.Redis.from_url(self.args.redis_url, socket_timeout=5).flushdb()
-
-    def _wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"gunicorn exited with {self.proc.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    print(f"[server] ready on {self.url}", flush=True)
-                    return
-            time.sleep(0.3)
-        raise BenchError(f"gunicorn did not become ready in {timeout:.0f} s:\n{self.log_tail()}")
+        client = redis.Redis.from_url(self.args.redis_url, socket_timeout=5)
+        for key in client.scan_iter(match=f"{self.redis_prefix}:*", count=1000):
+            client.delete(key)
 
     def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text().splitlines()[-lines:])
-        return ""
+        return "\n".join(p.log_tail(lines) for p in [*self.instances, self.bouncer, self.balancer] if p)
 
     def worker_pids(self) -> list[int]:
-        return _children(self.proc.pid) if self.proc else []
+        return [pid for instance in self.instances for pid in instance.worker_pids()]
+
+    def process_groups(self) -> dict[str, list[int]]:
+        """The processes whose CPU the bench reports, by group."""
+        groups = {"workers": self.worker_pids(), "postgres": _postgres_backends(self.dbname)}
+        if self.bouncer:
+            groups["pgbouncer"] = self.bouncer.pids()
+        if self.balancer:
+            groups["balancer"] = self.balancer.pids()
+        return groups
+
+    def metrics(self) -> dict[str, float]:
+        """Our business counters (paymentflow/metrics.py) from each instance's /metrics, added up."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        totals: Counter = Counter()
+        for instance in self.instances:
+            response = httpx.get(
+                f"{instance.url}/metrics", headers={"Authorization": f"Bearer {self.metrics_token}"}, timeout=10
+            )
+            response.raise_for_status()
+            for family in text_string_to_metric_families(response.text):
+                for sample in family.samples:
+                    if sample.name.startswith("paymentflow_") and sample.name.endswith("_total"):
+                        labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                        totals[f"{sample.name}{{{labels}}}"] += sample.value
+        return dict(sorted(totals.items()))
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
-        print("[server] stopped", flush=True)
+        running = [p for p in [self.balancer, *self.instances, self.bouncer] if p and p.pids()]
+        for number, instance in enumerate(self.instances, start=1):  # their logs kept in bench/results/
+            with contextlib.suppress(OSError):
+                shutil.copy(instance.log_path, RESULTS_DIR / f"server-{number}.log")
+        for process in running:
+            process.stop()
+        if running:
+            print("[server] stopped", flush=True)
 
     def reconcile(self) -> Check:
         result = subprocess.run(
@@ -285,18 +293,19 @@ class Server:
 
 
 class ResourceMeter:
-    """CPU used during a scenario by the gunicorn workers, the bench's PostgreSQL backends,
-    the bench process itself, and how busy the whole machine was."""
+    """CPU used during a scenario by each group of the server's processes (gunicorn workers,
+    the bench database's PostgreSQL backends, PgBouncer, the balancer), by the bench process
+    itself, and how busy the whole machine was."""
 
     def __init__(self, server: Server | None):
         self.server = server
         self.hz = os.sysconf("SC_CLK_TCK")
 
     def _snapshot(self) -> dict:
-        snap = {"wall": time.perf_counter(), "client": time.process_time(), "machine": _machine_ticks()}
+        snap = {"wall": time.perf_counter(), "client": time.process_time(), "machine": _machine_ticks(), "groups": {}}
         if self.server:
-            snap["workers"] = {p: _cpu_ticks(p) for p in self.server.worker_pids()}
-            snap["postgres"] = {p: _cpu_ticks(p) for p in _postgres_backends(self.server.dbname)}
+            for group, pids in self.server.process_groups().items():
+                snap["groups"][group] = {p: process_cpu_ticks(p) for p in pids}
         return snap
 
     def start(self) -> None:
@@ -313,18 +322,17 @@ class ResourceMeter:
             "client_cpu_ms_per_req": round(1000 * (after["client"] - self.before["client"]) / per, 3),
             "client_cpu_cores": round((after["client"] - self.before["client"]) / wall, 2),
         }
-        for group in ("workers", "postgres"):
-            if group in after:
-                ticks = sum(
-                    (t or 0) - (self.before[group].get(p) or 0) for p, t in after[group].items() if t is not None
-                )
-                out[f"{group}_cpu_ms_per_req"] = round(1000 * ticks / self.hz / per, 3)
-                out[f"{group}_cpu_cores"] = round(ticks / self.hz / wall, 2)
-        if "postgres" in after:
+        for group, ticks_now in after["groups"].items():
+            earlier = self.before["groups"].get(group, {})
+            ticks = sum((t or 0) - (earlier.get(p) or 0) for p, t in ticks_now.items() if t is not None)
+            out[f"{group}_cpu_ms_per_req"] = round(1000 * ticks / self.hz / per, 3)
+            out[f"{group}_cpu_cores"] = round(ticks / self.hz / wall, 2)
+        if "postgres" in after["groups"]:
             # Persistent connections at work: the backends at the end, and how many of them
             # were opened during the scenario (0 when every connection was reused).
-            out["postgres_backends"] = len(after["postgres"])
-            out["postgres_new_backends"] = len(set(after["postgres"]) - set(self.before["postgres"]))
+            backends = after["groups"]["postgres"]
+            out["postgres_backends"] = len(backends)
+            out["postgres_new_backends"] = len(set(backends) - set(self.before["groups"].get("postgres", {})))
         return out
 
 
@@ -762,6 +770,28 @@ def _loadavg() -> list[float]:
 # --- Main -------------------------------------------------------------------------------------------
 
 
+def add_server_arguments(p: argparse.ArgumentParser, *, db_name: str) -> None:
+    """The shape of the server the bench (or the faults drill) starts."""
+    # 3 x gthread x 2 did best of the shapes tried on 2 cores (docs/PERFORMANCE.md).
+    p.add_argument("--workers", type=int, default=3, help="gunicorn workers per instance (default 3)")
+    p.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"], help="default gthread")
+    p.add_argument("--threads", type=int, default=2, help="threads per gthread worker (default 2)")
+    p.add_argument(
+        "--instances", type=int, default=1, help="gunicorn instances, behind an nginx balancer when more than 1"
+    )
+    p.add_argument("--balancer", action="store_true", help="nginx in front even of a single instance")
+    p.add_argument(
+        "--pgbouncer", action="store_true", help="instances reach PostgreSQL through PgBouncer (transaction pooling)"
+    )
+    p.add_argument("--pool-size", type=int, default=8, help="PgBouncer's server connections (default 8)")
+    p.add_argument("--db-name", default=db_name, help=f"database the bench recreates (default {db_name})")
+    p.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/15",
+        help="the Redis the server uses; only keys under the prefix bench:<db-name> are cleared",
+    )
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, in run order (default: all)")
@@ -775,10 +805,6 @@ def parse_args(argv=None):
         help="run the scenario list this many times in a row and report each scenario's median round (default 3)",
     )
     p.add_argument("--quick", action="store_true", help="a small run: 8 clients, 3 s (+1 s warm-up) per scenario")
-    # 3 x gthread x 2 did best of the shapes tried on 2 cores (docs/PERFORMANCE.md).
-    p.add_argument("--workers", type=int, default=3, help="gunicorn workers (default 3)")
-    p.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"], help="default gthread")
-    p.add_argument("--threads", type=int, default=2, help="threads per gthread worker (default 2)")
     p.add_argument(
         "--pool",
         default="per-client",
@@ -786,10 +812,7 @@ def parse_args(argv=None):
         help="an httpx client (one connection) per simulated client, or one shared pool of --clients connections",
     )
     p.add_argument("--target", help="drive an already running server at this URL (127.0.0.1 only)")
-    p.add_argument(
-        "--db-name", default="paymentflow_bench", help="database the bench recreates (default paymentflow_bench)"
-    )
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/15", help="flushed at start (default db 15)")
+    add_server_arguments(p, db_name="paymentflow_bench")
     p.add_argument("--merchants", type=int, default=8, help="merchants of purchase-spread (default 8)")
     p.add_argument("--products-per-merchant", type=int, default=10, help="default 10")
     p.add_argument("--max-price", type=Decimal, default=Decimal("5.00"), help="product prices are 1.00..this")
@@ -808,6 +831,8 @@ def parse_args(argv=None):
         p.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     if not 1 <= args.clients <= 512:
         p.error("--clients must be 1..512")
+    if not 1 <= args.instances <= 8:
+        p.error("--instances must be 1..8")
     if not 1 <= args.rounds <= 10:
         p.error("--rounds must be 1..10")
     if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
@@ -876,6 +901,7 @@ def main(argv=None) -> int:
             server.start()
         base_url = args.target or server.url
         summaries, checks, world = asyncio.run(drive(base_url, args, server))
+        counters = server.metrics() if server else {}
         if server:
             checks.insert(0, server.reconcile())
             checks[1:1] = server.sql_checks()
@@ -884,7 +910,7 @@ def main(argv=None) -> int:
     except BenchError as exc:
         print(f"\nbench: {exc}", file=sys.stderr)
         if server:
-            print(f"(server log: {server.log_path})", file=sys.stderr)
+            print(f"(server logs:)\n{server.log_tail()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nbench: interrupted", file=sys.stderr)
@@ -901,6 +927,10 @@ def main(argv=None) -> int:
     for s in summaries:
         if s.resources:
             print(f"  {s.name:<16} " + ", ".join(f"{k}={v}" for k, v in s.resources.items()))
+    if counters:
+        print("\nBusiness counters from /metrics (every instance added up):")
+        for name, value in counters.items():
+            print(f"  {name} {value:g}")
     print("\nInvariants:\n" + format_checks(checks))
     print("\nTargets (issue 7, reported, not enforced):\n" + format_targets(targets))
     print(f"\nload average before {load_before}, after {load_after} ({os.cpu_count()} CPUs)")
@@ -910,9 +940,11 @@ def main(argv=None) -> int:
         + (f" (median of {args.rounds} rounds)" if args.rounds > 1 else "")
         + ", "
         + (
-            f"gunicorn {args.workers}x{args.worker_class}"
+            (f"{args.instances} instances of " if args.instances > 1 else "")
+            + f"gunicorn {args.workers}x{args.worker_class}"
             + (f"x{args.threads}" if args.worker_class == "gthread" else "")
         )
+        + (", PgBouncer" if args.pgbouncer else "")
         + f", {started:%Y-%m-%d}"
     )
     results = {
@@ -937,6 +969,7 @@ def main(argv=None) -> int:
             "products": len(world.products),
         },
         "scenarios": [s.as_dict() for s in summaries],
+        "metrics": counters,
         "invariants": [{"name": c.name, "ok": c.ok, "detail": c.detail, "problems": c.problems} for c in checks],
         "targets": targets,
         "passed": passed,

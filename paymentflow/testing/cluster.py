@@ -52,15 +52,16 @@ def find_binary(name: str) -> str | None:
     return shutil.which(name) or next((str(Path(d) / name) for d in SYSTEM_BINARIES if (Path(d) / name).exists()), None)
 
 
-def _process_cpu_ticks(pid: int) -> int:
+def process_cpu_ticks(pid: int) -> int | None:
+    """CPU the process has used (user + system, in clock ticks); None once it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime + stime
+        return None
+    return int(fields[11]) + int(fields[12])
 
 
-def _children(ppid: int) -> list[int]:
+def children(ppid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -123,10 +124,7 @@ class _Process:
         """The process and its children (gunicorn's or nginx's workers)."""
         if self.proc is None or self.proc.poll() is not None:
             return []
-        return [self.proc.pid, *_children(self.proc.pid)]
-
-    def cpu_ticks(self) -> int:
-        return sum(_process_cpu_ticks(pid) for pid in self.pids())
+        return [self.proc.pid, *children(self.proc.pid)]
 
     def stop(self, *, keep_directory: bool = False) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -277,7 +275,7 @@ class Gunicorn(_Process):
         return self
 
     def worker_pids(self) -> list[int]:
-        return _children(self.proc.pid) if self.proc and self.proc.poll() is None else []
+        return children(self.proc.pid) if self.proc and self.proc.poll() is None else []
 
 
 class Nginx(_Process):
