@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
@@ -362,6 +363,35 @@ class TestPgBouncer:
         assert stats["total_xact_count"] > 0
         servers = [s for s in deployment.bouncer.admin_query("SHOW SERVERS") if s["database"] == deployment.database]
         assert len(servers) <= POOL_SIZE  # the app's many connections share these few
+
+    def test_a_statement_whose_client_died_is_cancelled_through_pgbouncer(self, deployment):
+        """What the README's advice rests on (client_connection_check_interval set on the
+        server, since the app may not send it): PgBouncer closes the server connection of a
+        client that vanished mid-query, and PostgreSQL then cancels the statement. The
+        setting is SET LOCAL here so as not to change the shared server."""
+        marker = f"scale-out-dead-client-{secrets.token_hex(4)}"
+        client = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import psycopg, sys; c = psycopg.connect(sys.argv[1]); "
+                "c.execute('SET LOCAL client_connection_check_interval = 1000'); "
+                f"c.execute('SELECT pg_sleep(60) /* {marker} */')",
+                deployment.bouncer.url(deployment.database).replace("postgres://", "postgresql://", 1),
+            ]
+        )
+        running = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()"
+        with _postgres() as conn:
+            deadline = time.monotonic() + 30
+            while not conn.execute(running, [f"%{marker}%"]).fetchone()[0]:
+                assert time.monotonic() < deadline and client.poll() is None, "the statement never started"
+                time.sleep(0.1)
+            client.kill()
+            client.wait()
+            deadline = time.monotonic() + 30  # a bound, not a timing assertion: 1 s is expected
+            while conn.execute(running, [f"%{marker}%"]).fetchone()[0]:
+                assert time.monotonic() < deadline, "PostgreSQL kept running the dead client's statement"
+                time.sleep(0.1)
 
 
 class TestMetricsAcrossWorkers:
