@@ -20,7 +20,7 @@ from orders.models import Order
 from paymentflow.testing.fake_stripe import build_event
 from wallets.services import wallet_deposit
 from wallets.tests.factories import TopUpFactory, WalletFactory, funded_wallet
-from webhooks.tests.utils import deliver, deliver_session_event
+from webhooks.tests.utils import deliver, deliver_session_event, paid_session_event
 
 pytestmark = pytest.mark.django_db
 ORDERS = "/api/v1/orders"
@@ -163,21 +163,6 @@ class TestReplaysAndThrottling:
         assert d[throttled] == d[answered] == 1
 
 
-def foreign_paid_session(topup) -> dict:
-    """A paid Checkout Session naming `topup` but not the session we created for it."""
-    return {
-        "id": "cs_test_someone_else",
-        "object": "checkout.session",
-        "amount_total": int(topup.amount * 100),
-        "currency": topup.currency.lower(),
-        "client_reference_id": str(topup.pk),
-        "metadata": {"kind": "topup", "reference_id": str(topup.pk)},
-        "payment_intent": "pi_test_foreign",
-        "payment_status": "paid",
-        "status": "complete",
-    }
-
-
 class TestStripeEvents:
     def test_card_orders_and_their_events_by_type_and_outcome(
         self, fake_stripe, buyer_client, product, django_capture_on_commit_callbacks
@@ -202,7 +187,9 @@ class TestStripeEvents:
 
             # A paid session that is not the one we created for the top-up: FAILED, nothing moves.
             topup = TopUpFactory(wallet=WalletFactory(), amount=Decimal("5.00"))
-            assert deliver(fake_stripe, build_event(completed, foreign_paid_session(topup))).status_code == 500
+            foreign = paid_session_event(fake_stripe, topup)
+            foreign["data"]["object"]["id"] = "cs_test_someone_else"
+            assert deliver(fake_stripe, foreign).status_code == 500
 
             assert (
                 deliver(fake_stripe, build_event("customer.created", {"id": "cus_1", "object": "customer"})).status_code

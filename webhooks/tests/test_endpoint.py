@@ -15,7 +15,7 @@ from wallets.models import TopUp, Wallet
 from wallets.services import wallet_set_locked
 from wallets.tests.factories import TopUpFactory, WalletFactory
 from webhooks.models import StripeEvent
-from webhooks.tests.utils import WEBHOOK_URL, deliver, post_raw
+from webhooks.tests.utils import WEBHOOK_URL, deliver, paid_session_event, post_raw
 
 pytestmark = pytest.mark.django_db
 
@@ -159,22 +159,6 @@ def test_the_same_event_twice_takes_effect_once(fake_stripe, buyer):
     assert Wallet.objects.get(user=buyer).balance == Decimal("5.00")
     stored = StripeEvent.objects.get()
     assert stored.status == StripeEvent.Status.PROCESSED and stored.attempts == 1
-
-
-def paid_session_event(fake_stripe, topup, type_="checkout.session.completed"):
-    """A paid session for `topup` (made directly, not through our API) and its event."""
-    session = {
-        "id": topup.stripe_session_id,
-        "object": "checkout.session",
-        "amount_total": int(topup.amount * 100),
-        "currency": topup.currency.lower(),
-        "client_reference_id": str(topup.pk),
-        "metadata": {"kind": "topup", "reference_id": str(topup.pk)},
-        "payment_intent": "pi_test_direct",
-        "payment_status": "paid",
-        "status": "complete",
-    }
-    return build_event(type_, session)
 
 
 def test_a_handler_failure_is_500_and_the_retry_succeeds(fake_stripe, buyer_client, buyer, reconcile):
