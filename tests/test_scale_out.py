@@ -72,11 +72,14 @@ class Deployment:
         )
 
 
-def _postgres():
+def _server() -> dict:
+    """The PostgreSQL the suite runs on: PgBouncer's upstream."""
     db = settings.DATABASES["default"]
-    return psycopg.connect(
-        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], dbname="postgres", autocommit=True
-    )
+    return {"host": db["HOST"] or "127.0.0.1", "port": int(db["PORT"] or 5432), "user": db["USER"] or "postgres"}
+
+
+def _postgres():
+    return psycopg.connect(**_server(), dbname="postgres", autocommit=True)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,14 @@ def deployment():
     with _postgres() as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    bouncer = PgBouncer(databases=[database], pool_size=POOL_SIZE)
+    upstream = _server()
+    bouncer = PgBouncer(
+        databases=[database],
+        pool_size=POOL_SIZE,
+        upstream_host=upstream["host"],
+        upstream_port=upstream["port"],
+        user=upstream["user"],
+    )
     instances: list[Gunicorn] = []
     try:
         try:
