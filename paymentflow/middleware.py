@@ -6,6 +6,7 @@ import re
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost, TooManyFieldsSent
 
 from paymentflow.api.errors import error_response, is_api_path
 
@@ -21,10 +22,17 @@ def current_request_id() -> str:
 
 
 class RequestIDLogFilter(logging.Filter):
-    """Puts the current request id on every log record (``-`` outside a request)."""
+    """Puts the current request id on every log record (``-`` outside a request).
+
+    Django logs a response (`django.request`, `django.security`) with the request attached
+    after the middleware chain has returned, when the context variable is reset: the id is
+    then read from the request itself."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = _request_id.get()
+        request_id = _request_id.get()
+        if request_id == "-":
+            request_id = getattr(getattr(record, "request", None), "request_id", "-")
+        record.request_id = request_id
         return True
 
 
@@ -48,11 +56,13 @@ class RequestIDMiddleware:
 
 
 class ApiExceptionMiddleware:
-    """Keeps the error envelope outside DRF too: oversized bodies and unhandled exceptions.
+    """Keeps the error envelope outside DRF too, on API paths, even with DEBUG on.
 
-    DRF views already answer through `api_exception_handler`; this catches what escapes
-    plain Django views on API paths, so a client never sees an HTML page or a trace, even
-    with DEBUG on.
+    Placed right after RequestIDMiddleware, it refuses what Django would otherwise answer
+    with its HTML "Bad Request (400)" page before any view runs (a Host header not in
+    ALLOWED_HOSTS, more query fields than DATA_UPLOAD_MAX_NUMBER_FIELDS) and bodies over
+    DATA_UPLOAD_MAX_MEMORY_SIZE (413); and it answers exceptions that escape plain Django
+    views with the envelope, never a trace.
     """
 
     def __init__(self, get_response):
@@ -60,18 +70,42 @@ class ApiExceptionMiddleware:
 
     def __call__(self, request):
         if is_api_path(request.path):
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-                return error_response(
-                    request,
-                    status_code=413,
-                    code="PAYLOAD_TOO_LARGE",
-                    message=f"Request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
-                )
+            refusal = self._refusal(request)
+            if refusal is not None:
+                return refusal
         return self.get_response(request)
+
+    def _refusal(self, request):
+        try:
+            request.get_host()
+        except DisallowedHost as exc:
+            return self._bad_request(
+                request, exc, "DISALLOWED_HOST", "The Host header names a host this server does not serve."
+            )
+        try:
+            request.GET  # noqa: B018 -- parsing the query string is what counts its fields
+        except TooManyFieldsSent as exc:
+            limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+            return self._bad_request(request, exc, "TOO_MANY_FIELDS", f"The query string has more than {limit} fields.")
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            return error_response(
+                request,
+                status_code=413,
+                code="PAYLOAD_TOO_LARGE",
+                message=f"Request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+            )
+        return None
+
+    @staticmethod
+    def _bad_request(request, exc, code: str, message: str):
+        # A client's mistake (or a scanner's), not ours: a warning, and Django's own
+        # security logger (which logs these at ERROR) is never reached.
+        logger.warning("Refused %s %s: %s", request.method, request.path, exc)
+        return error_response(request, status_code=400, code=code, message=message)
 
     def process_exception(self, request, exception):
         if not is_api_path(request.path):

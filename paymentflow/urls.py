@@ -29,5 +29,6 @@ urlpatterns = [
     re_path(r"^api/", api_not_found),
 ]
 
+handler400 = "paymentflow.api.views.handler400"
 handler404 = "paymentflow.api.views.handler404"
 handler500 = "paymentflow.api.views.handler500"

@@ -38,6 +38,15 @@ def error_body(request, *, status_code: int, code: str, message: str, details=No
     }
 
 
+def already_logged(response):
+    """Tells `django.request` not to log this response again (its `log_response` would log
+    every 5xx at ERROR, an expected refusal such as 503 GATEWAY_NOT_CONFIGURED included,
+    after our middleware has returned). Every error response we build is either logged by
+    us where it happens, with the request id, or is a refusal that is not an error of ours."""
+    response._has_been_logged = True
+    return response
+
+
 def error_response(request, *, status_code: int, code: str, message: str, details=None, headers=None):
     """A plain Django response with the envelope (for code paths outside DRF)."""
     body = error_body(request, status_code=status_code, code=code, message=message, details=details)
@@ -48,4 +57,4 @@ def error_response(request, *, status_code: int, code: str, message: str, detail
     )
     for name, value in (headers or {}).items():
         response[name] = value
-    return response
+    return already_logged(response)

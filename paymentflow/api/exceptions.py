@@ -7,8 +7,8 @@ the contract's envelope. Nothing else builds error responses.
 
 import logging
 
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError as DatabaseInterfaceError
 from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404
@@ -16,7 +16,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework_simplejwt.exceptions import InvalidToken
 
-from paymentflow.api.errors import error_body
+from paymentflow.api.errors import already_logged, error_body
 from paymentflow.api.renderers import camel_key as camel
 
 logger = logging.getLogger("paymentflow.api")
@@ -104,9 +104,14 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, RequestDataTooBig):
         exc = ApplicationError("The request body is too large.")
         exc.status_code, exc.code = 413, "PAYLOAD_TOO_LARGE"
+    elif isinstance(exc, (SuspiciousOperation, BadRequest)):
+        logger.warning("Refused %s %s: %s", request.method, request.path, exc)
+        exc = ApplicationError("The request was malformed.")
 
     if isinstance(exc, ApplicationError):
         status_code, code, message, details = exc.status_code, exc.code, exc.message, exc.details
+        if status_code >= 500:  # expected (gateway not configured or failing, database busy): not an error of ours
+            logger.warning("Refused %s %s: %s %s", request.method, request.path, status_code, code)
     elif isinstance(exc, drf.ValidationError):
         details = _validation_details(exc.detail)
         status_code, code, message = 400, "VALIDATION_ERROR", _first_message(details)
@@ -139,4 +144,4 @@ def api_exception_handler(exc, context):
         headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
 
     body = error_body(request, status_code=status_code, code=code, message=message, details=details)
-    return Response(body, status=status_code, headers=headers)
+    return already_logged(Response(body, status=status_code, headers=headers))

@@ -9,7 +9,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from paymentflow.api.errors import error_response
+from paymentflow.api.errors import already_logged, error_response
 
 logger = logging.getLogger("paymentflow.health")
 
@@ -68,4 +68,5 @@ def readyz(request):
     checks = {"database": _database_ok(), "cache": _cache_ok()}
     ready = all(checks.values())
     body = {"status": "ok" if ready else "unavailable", "checks": {k: "ok" if v else "down" for k, v in checks.items()}}
-    return JsonResponse(body, status=200 if ready else 503)
+    # Not ready is logged above (at WARNING, with what is down), not once more by django.request.
+    return already_logged(JsonResponse(body, status=200 if ready else 503))

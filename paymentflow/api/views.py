@@ -1,9 +1,9 @@
 """Catch-alls that keep the envelope for API paths outside any route, and Django's error
-handlers (404/500) for the rest of the site."""
+handlers (400/404/500) for the rest of the site."""
 
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.csrf import csrf_exempt
-from django.views.defaults import page_not_found, server_error
+from django.views.defaults import bad_request, page_not_found, server_error
 
 from paymentflow.api.errors import error_response, is_api_path
 
@@ -15,6 +15,13 @@ def api_not_found(request, *args, **kwargs):
     return error_response(
         request, status_code=404, code="NOT_FOUND", message=f"No route for {request.method} {request.path}."
     )
+
+
+def handler400(request, exception=None):
+    """A SuspiciousOperation or BadRequest raised past ApiExceptionMiddleware's own checks."""
+    if is_api_path(request.path):
+        return error_response(request, status_code=400, code="BAD_REQUEST", message="The request was malformed.")
+    return bad_request(request, exception)
 
 
 def handler404(request, exception=None):

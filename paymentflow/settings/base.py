@@ -62,9 +62,12 @@ MIDDLEWARE = [
     # First and last: django-prometheus times everything in between (paymentflow/metrics.py).
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "paymentflow.middleware.RequestIDMiddleware",
+    # As high as possible (corsheaders' advice), so that refusals carry CORS headers too.
+    "corsheaders.middleware.CorsMiddleware",
+    # Before anything that reads the Host header or the query string (see its docstring).
+    "paymentflow.middleware.ApiExceptionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -72,7 +75,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "djangorestframework_camel_case.middleware.CamelCaseMiddleWare",
-    "paymentflow.middleware.ApiExceptionMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -219,7 +221,7 @@ REST_FRAMEWORK = {
     # paymentflow.api.permissions.Public).
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["paymentflow.api.renderers.CamelCaseJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["djangorestframework_camel_case.parser.CamelCaseJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["paymentflow.api.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "paymentflow.api.pagination.PagePagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "paymentflow.api.schema.AutoSchema",
