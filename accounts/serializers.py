@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from accounts.models import User
-from paymentflow.api.serializers import StrictInputSerializer
+from paymentflow.api.serializers import OptionalTextField, StrictInputSerializer
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -18,8 +18,8 @@ class RegisterInputSerializer(StrictInputSerializer):
     password = serializers.CharField(write_only=True, trim_whitespace=False, max_length=128)
     # Only these two roles exist for self-registration: staff is never reachable from here.
     role = serializers.ChoiceField(choices=User.Role.choices)
-    first_name = serializers.CharField(required=False, allow_blank=True, max_length=150, default="")
-    last_name = serializers.CharField(required=False, allow_blank=True, max_length=150, default="")
+    first_name = OptionalTextField(max_length=150)
+    last_name = OptionalTextField(max_length=150)
 
     def validate(self, attrs):
         attrs = super().validate(attrs)

@@ -4,6 +4,8 @@ from catalog.models import DESCRIPTION_MAX_LENGTH, MAX_UNITS, NAME_MAX_LENGTH, P
 from catalog.selectors import ProductFilters
 from paymentflow.api.serializers import (
     MoneyField,
+    OptionalTextField,
+    PlainDecimalField,
     QuerySerializer,
     StrictBooleanField,
     StrictInputSerializer,
@@ -37,7 +39,7 @@ class ProductInputSerializer(StrictInputSerializer):
     """POST body; PATCH uses it with partial=True (any subset of the same fields)."""
 
     name = serializers.CharField(max_length=NAME_MAX_LENGTH)
-    description = serializers.CharField(max_length=DESCRIPTION_MAX_LENGTH, allow_blank=True, required=False, default="")
+    description = OptionalTextField(max_length=DESCRIPTION_MAX_LENGTH)
     price = MoneyField()
     available_units = StrictIntegerField(min_value=0, max_value=MAX_UNITS)
     is_active = StrictBooleanField(required=False, default=True)
@@ -48,8 +50,8 @@ class ProductListQuerySerializer(QuerySerializer):
 
     search = serializers.CharField(required=False, allow_blank=True, max_length=NAME_MAX_LENGTH)
     merchant_id = serializers.UUIDField(required=False)
-    min_price = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
-    max_price = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
+    min_price = PlainDecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
+    max_price = PlainDecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
 
     def validate(self, attrs):
         low, high = attrs.get("min_price"), attrs.get("max_price")

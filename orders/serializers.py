@@ -2,7 +2,13 @@ from rest_framework import serializers
 
 from orders.models import MAX_QUANTITY, Order
 from orders.services import REASON_MAX_LENGTH
-from paymentflow.api.serializers import OutputSerializer, QuerySerializer, StrictInputSerializer, StrictIntegerField
+from paymentflow.api.serializers import (
+    OptionalTextField,
+    OutputSerializer,
+    QuerySerializer,
+    StrictInputSerializer,
+    StrictIntegerField,
+)
 
 
 class OrderProductSerializer(OutputSerializer):
@@ -42,7 +48,7 @@ class OrderCreateInputSerializer(StrictInputSerializer):
 
 
 class OrderRefundInputSerializer(StrictInputSerializer):
-    reason = serializers.CharField(max_length=REASON_MAX_LENGTH, required=False, allow_blank=True, default="")
+    reason = OptionalTextField(max_length=REASON_MAX_LENGTH)
 
 
 class OrderListQuerySerializer(QuerySerializer):

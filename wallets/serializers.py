@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from paymentflow.api.serializers import MoneyField, StrictInputSerializer
+from paymentflow.api.serializers import MoneyField, OptionalTextField, StrictInputSerializer
 from wallets.models import LedgerEntry, TopUp, Wallet
 
 
@@ -49,7 +49,7 @@ class WalletMovementSerializer(serializers.Serializer):
 
 class AmountInputSerializer(StrictInputSerializer):
     amount = MoneyField()
-    description = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
+    description = OptionalTextField(max_length=255)
 
 
 class TopUpInputSerializer(StrictInputSerializer):

@@ -58,7 +58,6 @@ class TestCreate:
         [
             ("availableUnits", -1),
             ("availableUnits", 1.5),
-            ("availableUnits", 2.0),
             ("availableUnits", "3"),
             ("availableUnits", True),
             ("availableUnits", MAX_UNITS + 1),

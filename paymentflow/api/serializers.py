@@ -1,5 +1,10 @@
-"""Serializer building blocks shared by every app: money, strict input, the error envelope."""
+"""Serializer building blocks shared by every app: money, strict input, the error envelope.
 
+The input rules are the contract's Conventions (API.md): money is a plain ASCII decimal,
+integers are integral JSON numbers, `null` on an optional text field means empty.
+"""
+
+import re
 from decimal import Decimal
 
 from rest_framework import serializers
@@ -7,8 +12,33 @@ from rest_framework import serializers
 MONEY_MAX_DIGITS = 14
 MONEY_DECIMAL_PLACES = 2
 
+# ASCII digits only, with an optional sign, point and exponent. Python's Decimal() alone also
+# reads full-width and other Unicode digits, underscores and surrounding whitespace.
+_ASCII_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
-class MoneyField(serializers.DecimalField):
+
+class PlainDecimalField(serializers.DecimalField):
+    """A decimal given as a JSON number or a plain ASCII decimal string.
+
+    Too many decimal places is reported as such before the number of digits (DRF checks the
+    digits first, so float noise such as 0.30000000000000004 read "less than 10^12").
+    """
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):  # bool is an int in Python; "amount": true is not a number
+            self.fail("invalid")
+        if isinstance(data, str) and not _ASCII_DECIMAL.fullmatch(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+    def validate_precision(self, value):
+        exponent = value.as_tuple().exponent
+        if self.decimal_places is not None and isinstance(exponent, int) and -exponent > self.decimal_places:
+            self.fail("max_decimal_places", max_decimal_places=self.decimal_places)
+        return super().validate_precision(value)
+
+
+class MoneyField(PlainDecimalField):
     """A positive amount with at most two decimals, in and out as a two-decimal string.
 
     Accepts a JSON number or a numeric string; refuses zero, negatives, NaN, Infinity,
@@ -27,11 +57,6 @@ class MoneyField(serializers.DecimalField):
         kwargs.setdefault("decimal_places", MONEY_DECIMAL_PLACES)
         kwargs.setdefault("min_value", Decimal("0.01"))
         super().__init__(**kwargs)
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool):  # bool is an int in Python; "amount": true is not money
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class OutputSerializer(serializers.Serializer):
@@ -64,12 +89,31 @@ class OutputSerializer(serializers.Serializer):
 
 
 class StrictIntegerField(serializers.IntegerField):
-    """A JSON integer and nothing else: no 1.0, no "3", no true."""
+    """A JSON number with an integral value (5 and 5.0 alike) and nothing else: no 5.5, no "3",
+    no true."""
 
     def to_internal_value(self, data):
+        if isinstance(data, float) and data.is_integer():
+            data = int(data)
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class OptionalTextField(serializers.CharField):
+    """An optional text field: absent, "" and null all mean empty (clients written in
+    TypeScript send null for "not set")."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("default", "")
+        super().__init__(allow_null=True, **kwargs)
+
+    def validate_empty_values(self, data):
+        if data is None:
+            return True, ""
+        return super().validate_empty_values(data)
 
 
 class StrictBooleanField(serializers.BooleanField):

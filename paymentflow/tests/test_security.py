@@ -528,7 +528,7 @@ def test_a_merchant_cannot_buy_their_own_product(world, client_for):
     assert state() == before
 
 
-@pytest.mark.parametrize("quantity", [-1, 0, 1.5, 2.0, "2", True, None, 101, 10**20, [1], {"n": 1}])
+@pytest.mark.parametrize("quantity", [-1, 0, 1.5, "2", True, None, 101, 10**20, [1], {"n": 1}])
 def test_quantity_must_be_a_whole_number_from_1_to_100(world, client_for, quantity):
     before = state()
     response = client_for(world.bob).post(
