@@ -2,10 +2,11 @@
 
 from django.contrib.auth import authenticate
 from django.db import IntegrityError, transaction
-from rest_framework_simplejwt.exceptions import TokenBackendError, TokenError
+from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken, TokenError
 from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.utils import aware_utcnow, datetime_from_epoch, datetime_to_epoch
 
 from accounts.exceptions import EmailTaken, InvalidCredentials, TokenNotValid
 from accounts.models import User, normalize_email
@@ -43,10 +44,15 @@ def user_login(*, email: str, password: str) -> User:
     return user
 
 
-def _verified_refresh_payload(raw_token: str) -> dict:
-    """Signature, expiry and type checked; the blacklist is the caller's business."""
+def _verified_refresh_payload(raw_token: str, *, allow_expired: bool = False) -> dict:
+    """Signature, expiry (unless `allow_expired`) and type checked; the blacklist is the caller's business."""
     try:
         payload = token_backend.decode(raw_token, verify=True)
+    except TokenBackendExpiredToken as exc:
+        if not allow_expired:
+            raise TokenNotValid() from exc
+        # PyJWT checks the signature before the expiry: only a token we signed gets here.
+        payload = token_backend.decode(raw_token, verify=False)
     except (TokenBackendError, TokenError) as exc:
         raise TokenNotValid() from exc
     if payload.get("token_type") != "refresh" or not payload.get("jti") or not payload.get("sub"):
@@ -73,11 +79,17 @@ def token_refresh(*, refresh_token: str) -> dict:
 
 
 def token_revoke(*, user: User, refresh_token: str) -> None:
-    """Logout: the caller's refresh token stops working. Revoking it twice is not an error."""
-    payload = _verified_refresh_payload(refresh_token)
+    """Logout, one rule: any refresh token we issued to the caller, whatever its state (live,
+    already revoked, expired), ends unusable and the call succeeds; anything else (garbage,
+    forged, an access token, another user's) is TOKEN_NOT_VALID, since the client sent the
+    wrong token and its own is still alive."""
+    payload = _verified_refresh_payload(refresh_token, allow_expired=True)
     if payload["sub"] != str(user.pk):
         raise TokenNotValid()
-    outstanding = OutstandingToken.objects.filter(jti=payload["jti"]).first()
-    if outstanding is None:
-        raise TokenNotValid()
+    if payload["exp"] <= datetime_to_epoch(aware_utcnow()):
+        return  # expired: nothing can use it any more
+    outstanding, _ = OutstandingToken.objects.get_or_create(
+        jti=payload["jti"],
+        defaults={"user": user, "token": refresh_token, "expires_at": datetime_from_epoch(payload["exp"])},
+    )
     BlacklistedToken.objects.get_or_create(token=outstanding)

@@ -215,7 +215,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 # --- Django REST framework ----------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.JWTAuthentication",
     ],
     # Every endpoint needs a token unless it is explicitly marked public (see
     # paymentflow.api.permissions.Public).
