@@ -3,7 +3,15 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import ReadOnlyPasswordHashField
 
-from accounts.models import User, normalize_email
+from accounts.emails import InvalidEmail, normalize_email
+from accounts.models import User
+
+
+def _normal_email(value: str) -> str:
+    try:
+        return normalize_email(value)
+    except InvalidEmail as exc:
+        raise forms.ValidationError(str(exc)) from exc
 
 
 class UserCreationForm(forms.ModelForm):
@@ -15,7 +23,7 @@ class UserCreationForm(forms.ModelForm):
         fields = ["email", "role", "first_name", "last_name"]
 
     def clean_email(self):
-        email = normalize_email(self.cleaned_data["email"])
+        email = _normal_email(self.cleaned_data["email"])
         if User.objects.filter(email=email).exists():
             raise forms.ValidationError("An account with this email already exists.")
         return email
@@ -53,7 +61,7 @@ class UserChangeForm(forms.ModelForm):
         ]
 
     def clean_email(self):
-        return normalize_email(self.cleaned_data["email"])
+        return _normal_email(self.cleaned_data["email"])
 
 
 @admin.register(User)

@@ -4,17 +4,18 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.db import models
 from django.db.models.functions import Lower
 
-
-def normalize_email(email: str) -> str:
-    """Emails are compared and stored lower-cased: `Buyer@Example.com` is `buyer@example.com`."""
-    return (email or "").strip().lower()
+from accounts.emails import EMAIL_MAX_LENGTH, InvalidEmail, normalize_email
 
 
 class UserManager(BaseUserManager):
     use_in_migrations = True
 
     def get_by_natural_key(self, username):
-        return self.get(email=normalize_email(username))
+        try:
+            email = normalize_email(username)
+        except InvalidEmail:  # no such address can exist: a failed login, like an unknown one
+            raise self.model.DoesNotExist() from None
+        return self.get(email=email)
 
     def create_user(self, email, password=None, **extra_fields):
         if not email:
@@ -37,7 +38,8 @@ class User(AbstractBaseUser, PermissionsMixin):
         MERCHANT = "MERCHANT", "Merchant"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    email = models.EmailField(max_length=254, unique=True)
+    # Always in its normal form (accounts.emails), so the plain unique index is unique per address.
+    email = models.EmailField(max_length=EMAIL_MAX_LENGTH, unique=True)
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.USER)
     first_name = models.CharField(max_length=150, blank=True, default="")
     last_name = models.CharField(max_length=150, blank=True, default="")

@@ -8,8 +8,9 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import aware_utcnow, datetime_from_epoch, datetime_to_epoch
 
+from accounts.emails import InvalidEmail, normalize_email
 from accounts.exceptions import EmailTaken, InvalidCredentials, TokenNotValid
-from accounts.models import User, normalize_email
+from accounts.models import User
 from wallets.services import wallet_create
 
 
@@ -37,8 +38,12 @@ def user_issue_tokens(*, user: User) -> dict:
     return {"access_token": str(refresh.access_token), "refresh_token": str(refresh)}
 
 
-def user_login(*, email: str, password: str) -> User:
-    user = authenticate(username=normalize_email(email), password=password)
+def user_login(*, email: str, password: str, request=None) -> User:
+    try:
+        email = normalize_email(email)
+    except InvalidEmail:
+        raise InvalidCredentials() from None  # no account can have that address
+    user = authenticate(request, username=email, password=password)
     if user is None:
         raise InvalidCredentials()
     return user

@@ -50,7 +50,7 @@ class LoginView(PublicAuthView):
     def post(self, request):
         data = LoginInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = services.user_login(**data.validated_data)
+        user = services.user_login(**data.validated_data, request=request._request)
         return Response(_auth_payload(user))
 
 
