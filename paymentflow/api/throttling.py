@@ -2,29 +2,42 @@
 production), so every server process counts the same attempts."""
 
 from django.conf import settings
-from rest_framework.throttling import SimpleRateThrottle
+from django_ratelimit.core import get_usage
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from paymentflow import metrics
 
 
-class AuthRateThrottle(SimpleRateThrottle):
+class AuthRateThrottle(BaseThrottle):
     """Login and register attempts per client address, at `AUTH_THROTTLE_RATE`.
 
-    Each view sets `throttle_scope`, so logins and registrations are counted apart.
-    The rate is read per request (not at import) so the operator's setting always wins.
+    Each attempt increments one counter per (view's `throttle_scope`, address, window)
+    atomically in the cache (django-ratelimit: `add` then `incr`, i.e. SET NX EX and INCRBY
+    on Redis), so any number of concurrent attempts, from any number of processes, each get
+    their own count and at most the rate pass in a window; refused attempts count too. The
+    windows are fixed (their ends staggered per address), so a client may spend the rate at
+    the end of one window and again at the start of the next. With the cache unreachable no
+    count is known and the attempt goes through (RATELIMIT_FAIL_OPEN: availability over
+    strictness for login; django-redis logs the outage). The rate is read per request, so
+    the operator's setting (and a test's override) always wins.
     """
 
-    def __init__(self):
-        pass  # the rate depends on the view's scope, known only in allow_request
-
     def allow_request(self, request, view):
-        self.scope = getattr(view, "throttle_scope", "auth")
-        self.rate = settings.AUTH_THROTTLE_RATE
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        allowed = super().allow_request(request, view)
+        limit, period = SimpleRateThrottle.parse_rate(self, settings.AUTH_THROTTLE_RATE)
+        address = self.get_ident(request)  # REMOTE_ADDR, or X-Forwarded-For behind NUM_PROXIES
+        scope = getattr(view, "throttle_scope", "auth")
+        usage = get_usage(
+            request,
+            group=f"auth:{scope}",
+            key=lambda group, request: address,
+            rate=(limit, period),
+            increment=True,
+        )
+        self.seconds_left = usage["time_left"] if usage else None
+        allowed = usage is None or not usage["should_limit"]
         if not allowed:
-            metrics.request_throttled(scope=self.scope)
+            metrics.request_throttled(scope=scope)
         return allowed
 
-    def get_cache_key(self, request, view):
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+    def wait(self):
+        return max(1, self.seconds_left or 0)

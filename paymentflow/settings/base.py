@@ -238,6 +238,11 @@ JSON_CAMEL_CASE = {
 }
 
 AUTH_THROTTLE_RATE = env("AUTH_THROTTLE_RATE", "10/minute")
+# paymentflow.api.throttling counts through django-ratelimit (not an installed app: its
+# system check refuses the local-memory cache, which is what `make run` uses, rightly for
+# several processes and harmlessly for one). A cache outage lets attempts through.
+RATELIMIT_FAIL_OPEN = True
+RATELIMIT_CACHE_PREFIX = "throttle:"
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15)),
