@@ -1,18 +1,28 @@
 """gunicorn reads this file from the working directory (`gunicorn paymentflow.wsgi ...`).
 
-It sets up prometheus_client's multiprocess mode, so that `GET /metrics`, whichever worker
+The request limits are gunicorn's, stated here so that they are a decision, not an accident:
+a request line (method, path with its query string, version) longer than 4094 bytes is
+answered `414 URI Too Long` by gunicorn itself, in plain text, before Django sees it; more
+than 100 headers, or one over 8190 bytes, is `431` likewise. The API never needs more: its
+longest query string is a few hundred bytes (README, "Production").
+
+It also sets up prometheus_client's multiprocess mode, so that `GET /metrics`, whichever worker
 answers it, counts what every worker of this instance did (paymentflow/metrics.py):
 - PROMETHEUS_MULTIPROC_DIR: the operator's directory (emptied of an earlier run's files at
   start), or a fresh temporary one, removed at exit. The master sets it before forking,
   so every worker writes its values there.
 - A worker that exits is marked dead, so its live gauges stop counting.
-Command-line options (--workers, --bind, ...) are untouched.
+Command-line options (--workers, --bind, ...) override this file.
 """
 
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 
 _OWN_DIRECTORY = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if _OWN_DIRECTORY:

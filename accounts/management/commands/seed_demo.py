@@ -17,7 +17,13 @@ ADMIN_EMAIL = "admin@demo.paymentflow.local"
 class Command(BaseCommand):
     help = "Create the demo buyer, merchant and admin (idempotent) and print how to use them."
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--base-url", default="http://127.0.0.1:8000", help="Where the server answers (make run passes its own)."
+        )
+
     def handle(self, *args, **options):
+        base = options["base_url"].rstrip("/")
         with transaction.atomic():
             for email, role, first, last in DEMO_USERS:
                 if not User.objects.filter(email=email).exists():
@@ -28,10 +34,10 @@ class Command(BaseCommand):
 
         self.stdout.write(
             "\nPayment Flow demo is ready\n"
-            "  API          http://127.0.0.1:8000/api/v1/\n"
-            "  Swagger UI   http://127.0.0.1:8000/api/docs/\n"
-            "  ReDoc        http://127.0.0.1:8000/api/redoc/\n"
-            "  Admin        http://127.0.0.1:8000/admin/\n"
+            f"  API          {base}/api/v1/\n"
+            f"  Swagger UI   {base}/api/docs/\n"
+            f"  ReDoc        {base}/api/redoc/\n"
+            f"  Admin        {base}/admin/\n"
             f"  Buyer        {DEMO_USERS[0][0]} / {DEMO_PASSWORD}\n"
             f"  Merchant     {DEMO_USERS[1][0]} / {DEMO_PASSWORD}\n"
             f"  Admin        {ADMIN_EMAIL} / {DEMO_PASSWORD}\n"

@@ -1,0 +1,135 @@
+"""The operator's side (API.md, "Running it"): manage.py with nothing configured, the `make run`
+banner, the README's configuration table, and the production server's request limits."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def clean_env(**extra) -> dict:
+    """This process's environment less everything the tests configured: a fresh clone's shell."""
+    prefixes = ("DATABASE_", "REDIS_", "DJANGO_", "STRIPE_", "PYTEST_", "PAYMENTFLOW_")
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(prefixes)}, **extra}
+
+
+def manage(*args, env, timeout=180):
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def readme_commands() -> set[str]:
+    return set(re.findall(r"manage\.py (\w+)", README))
+
+
+class TestManagePy:
+    def test_help_lists_the_projects_commands_with_nothing_configured(self):
+        result = manage("help", env=clean_env())
+        assert result.returncode == 0, result.stderr
+        assert "not properly configured" not in result.stdout + result.stderr
+        listed = set(re.findall(r"^\s{4}(\w+)$", result.stdout, re.MULTILINE))
+        assert readme_commands() <= listed, readme_commands() - listed
+
+    def test_every_command_the_readme_names_runs_from_a_fresh_clone(self, tmp_path):
+        # The embedded default is the project's db.sqlite3; this test's copy of it lives in tmp_path.
+        env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+        assert manage("migrate", "--noinput", env=env).returncode == 0
+        # Not here: collectstatic writes into the checkout, createsuperuser asks questions.
+        commands = (readme_commands() - {"migrate", "collectstatic", "createsuperuser"}) | {"seed_demo"}
+        assert {"reconcile_ledger", "purge_idempotency_keys", "expire_pending_orders"} <= commands
+        for command in ["seed_demo", *sorted(commands - {"seed_demo"})]:  # `make run` seeds first
+            result = manage(command, env=env)
+            assert result.returncode == 0, f"manage.py {command}: {result.stdout}{result.stderr}"
+
+    def test_a_configured_deployment_still_needs_its_key(self):
+        env = clean_env(DATABASE_URL="postgres://postgres@127.0.0.1:5432/paymentflow")
+        result = manage("check", env=env)
+        assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
+
+
+class TestMakeRun:
+    def test_the_banner_names_the_address_make_run_serves(self):
+        dry_run = subprocess.run(
+            ["make", "-n", "run", "HOST=0.0.0.0", "PORT=9123"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert "seed_demo --base-url http://0.0.0.0:9123" in dry_run.stdout, dry_run.stdout
+        assert "runserver 0.0.0.0:9123" in dry_run.stdout
+
+    @pytest.mark.django_db
+    def test_seed_demo_prints_the_urls_of_its_base_url(self):
+        out = StringIO()
+        call_command("seed_demo", base_url="http://127.0.0.1:9123", stdout=out)
+        assert "http://127.0.0.1:9123/api/docs/" in out.getvalue()
+        assert ":8000" not in out.getvalue()
+
+
+def test_the_readme_configuration_table_names_every_variable_the_code_reads():
+    sources = [*(ROOT / "paymentflow" / "settings").glob("*.py"), ROOT / "manage.py"]
+    read = set()
+    for source in sources:
+        read |= set(re.findall(r'env(?:_\w+)?\(\s*"([A-Z][A-Z0-9_]+)"', source.read_text()))
+        read |= set(re.findall(r'env="([A-Z][A-Z0-9_]+)"', source.read_text()))
+    read |= set(re.findall(r"^([A-Z]+) \?=", (ROOT / "Makefile").read_text(), re.MULTILINE)) - {"PYTHON"}
+    table = set(re.findall(r"^\| `([A-Z0-9_]+)`", README, re.MULTILINE))
+    table |= {
+        name
+        for row in re.findall(r"^\| (`[A-Z0-9_]+`(?:, `[A-Z0-9_]+`)+)", README, re.MULTILINE)
+        for name in re.findall(r"`([A-Z0-9_]+)`", row)
+    }
+    assert read <= table, sorted(read - table)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _raw_get(port: int, target: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_gunicorn_refuses_a_request_line_over_4_kb_as_the_readme_says(tmp_path):
+    port = _free_port()
+    env = clean_env(
+        DJANGO_SECRET_KEY="x7#kq!2@p" * 8,
+        DJANGO_SECURE_SSL_REDIRECT="0",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "paymentflow.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):  # until it listens (bounded; not a timing assertion)
+            try:
+                healthy = _raw_get(port, "/healthz")
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert healthy.startswith(b"HTTP/1.1 200"), healthy[:200]
+        refused = _raw_get(port, "/api/v1/products?search=" + "x" * 5000)
+        assert refused.startswith(b"HTTP/1.1 414"), refused[:200]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "414" in README and "4094" in README
