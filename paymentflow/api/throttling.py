@@ -24,7 +24,8 @@ class AuthRateThrottle(BaseThrottle):
 
     def allow_request(self, request, view):
         limit, period = SimpleRateThrottle.parse_rate(self, settings.AUTH_THROTTLE_RATE)
-        address = self.get_ident(request)  # REMOTE_ADDR, or X-Forwarded-For behind NUM_PROXIES
+        # REMOTE_ADDR, or X-Forwarded-For behind NUM_PROXIES; requests with neither share one count.
+        address = self.get_ident(request) or "unknown"
         scope = getattr(view, "throttle_scope", "auth")
         usage = get_usage(
             request,
