@@ -1,5 +1,5 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import ReadOnlyPasswordHashField
 
@@ -66,8 +66,12 @@ class UserChangeForm(forms.ModelForm):
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    """Users are never deleted (their wallets, ledger and orders refer to them): staff
+    deactivate them instead, which refuses their logins and tokens from then on."""
+
     form = UserChangeForm
     add_form = UserCreationForm
+    actions = ["deactivate_users"]
     ordering = ["-created_at"]
     list_display = ["email", "role", "first_name", "last_name", "is_staff", "is_active", "created_at"]
     list_filter = ["role", "is_staff", "is_active"]
@@ -82,3 +86,14 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = [
         (None, {"classes": ["wide"], "fields": ["email", "role", "first_name", "last_name", "password1", "password2"]}),
     ]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Deactivate selected users (no more logins; nothing is deleted)", permissions=["change"])
+    def deactivate_users(self, request, queryset):
+        others = queryset.exclude(pk=request.user.pk)
+        if others.count() < queryset.count():
+            self.message_user(request, "You cannot deactivate yourself; the others were.", messages.WARNING)
+        count = others.filter(is_active=True).update(is_active=False)
+        self.message_user(request, f"Deactivated {count} user(s).", messages.SUCCESS)

@@ -3,6 +3,8 @@
 Products are created by merchants (API) and never erased; staff may edit the descriptive
 fields and deactivate."""
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -43,8 +45,20 @@ class StockAdjustmentInline(ReadOnlyAdminMixin, admin.TabularInline):
     verbose_name_plural = "Stock history (adjustments outside orders)"
 
 
+class ProductForm(forms.ModelForm):
+    # The database's CHECK (price > 0) would otherwise surface as "Constraint … is violated".
+    price = forms.DecimalField(
+        max_digits=14, decimal_places=2, min_value=Decimal("0.01"), help_text="Greater than 0, two decimals at most."
+    )
+
+    class Meta:
+        model = Product
+        fields = ["name", "description", "price", "is_active"]
+
+
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
+    form = ProductForm
     list_display = ["name", "merchant", "price", "currency", "available_units", "is_active", "created_at"]
     list_filter = ["is_active", ("merchant", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "merchant__email"]

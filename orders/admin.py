@@ -38,7 +38,8 @@ FIELDS = [
 
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "created_at", "status", "payment_method", "user", "merchant", "product", "quantity", "amount"]
+    # Narrow enough for a laptop: a short id (linking to the order), no quantity (on the page).
+    list_display = ["short_id", "created_at", "status", "payment_method", "user", "product", "amount"]
     list_filter = ["status", "payment_method", "refund_required", "created_at"]
     list_select_related = ["user", "merchant", "product"]
     search_fields = ["=id", "user__email", "merchant__email", "=stripe_session_id", "=stripe_payment_intent_id"]
@@ -47,6 +48,10 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = FIELDS
     fields = FIELDS
     actions = ["refund_orders"]
+
+    @admin.display(description="Order", ordering="id")
+    def short_id(self, obj):
+        return str(obj.pk)[:8]
 
     def has_refund_permission(self, request):
         return request.user.has_perm("orders.change_order")

@@ -16,6 +16,11 @@ api_v1 = [
     path("", include("webhooks.urls")),
 ]
 
+# The back office's name, and "View site" goes to the API docs (there is no site at `/`).
+admin.site.site_header = admin.site.site_title = "Payment Flow back office"
+admin.site.index_title = "Operations"
+admin.site.site_url = "/api/docs/"
+
 urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

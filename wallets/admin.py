@@ -4,6 +4,8 @@ the ledger (read-only). Nothing here writes a balance except through `wallets.se
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Case, F, OuterRef, Subquery, Sum, When
+from django.db.models.functions import Coalesce
 from django.forms.models import BaseInlineFormSet
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -13,7 +15,7 @@ from django.utils.html import format_html
 from paymentflow.admin import ReadOnlyAdminMixin
 from paymentflow.api.exceptions import ApplicationError
 from wallets import services
-from wallets.models import JournalEntry, LedgerEntry, TopUp, Wallet
+from wallets.models import ZERO, JournalEntry, LedgerEntry, TopUp, Wallet
 
 RECENT_LEGS = 20
 LEG_FIELDS = ["created_at", "type", "delta", "balance_before", "balance_after", "sequence", "journal"]
@@ -42,7 +44,16 @@ class AdjustBalanceForm(forms.Form):
     amount = forms.DecimalField(
         max_digits=14, decimal_places=2, help_text="Signed: 25.00 credits the wallet, -25.00 debits it."
     )
-    reason = forms.CharField(max_length=255, widget=forms.Textarea(attrs={"rows": 3}))
+    description = forms.CharField(
+        label="Description shown to the customer",
+        max_length=255,
+        help_text="The customer sees this on the transaction in their wallet history, e.g. “Goodwill credit”.",
+    )
+    internal_note = forms.CharField(
+        label="Internal note (staff only)",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why you are posting it: recorded with your name, never shown to the customer.",
+    )
 
     def clean_amount(self):
         amount = self.cleaned_data["amount"]
@@ -53,7 +64,7 @@ class AdjustBalanceForm(forms.Form):
 
 @admin.register(Wallet)
 class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["__str__", "kind", "balance", "currency", "is_locked", "updated_at"]
+    list_display = ["__str__", "kind", "ledger_balance", "currency", "is_locked", "updated_at"]
     list_filter = ["kind", "is_locked"]
     list_select_related = ["user"]
     search_fields = ["user__email", "code", "id"]
@@ -62,7 +73,7 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "kind",
         "user",
         "code",
-        "balance",
+        "ledger_balance",
         "currency",
         "is_locked",
         "last_sequence",
@@ -76,6 +87,27 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # load back over whatever moved since. Locking goes through the actions, money through
     # "Adjust balance" (wallets.services).
     actions = ["lock_wallets", "unlock_wallets"]
+
+    def get_queryset(self, request):
+        # A system account keeps no running balance (its `balance` column stays 0): its
+        # balance is the sum of its legs, computed here for the rows shown, as reconcile does.
+        legs_total = (
+            LedgerEntry.objects.filter(wallet=OuterRef("pk")).order_by().values("wallet").annotate(t=Sum("delta"))
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                shown_balance=Case(
+                    When(kind=Wallet.Kind.SYSTEM, then=Coalesce(Subquery(legs_total.values("t")), ZERO)),
+                    default=F("balance"),
+                )
+            )
+        )
+
+    @admin.display(description="Balance", ordering="shown_balance")
+    def ledger_balance(self, obj):
+        return obj.shown_balance
 
     def has_lock_permission(self, request):
         return request.user.has_perm("wallets.change_wallet")
@@ -120,7 +152,8 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 services.wallet_adjust(
                     wallet=wallet,
                     amount=form.cleaned_data["amount"],
-                    reason=form.cleaned_data["reason"],
+                    description=form.cleaned_data["description"],
+                    internal_note=form.cleaned_data["internal_note"],
                     staff_user=request.user,
                 )
             except ApplicationError as exc:
@@ -153,7 +186,15 @@ class JournalLegsInline(ReadOnlyAdminMixin, admin.TabularInline):
 class JournalEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "reference_type", "reference_id", "description", "created_by"]
     list_filter = ["reference_type", "created_at"]
-    list_select_related = ["created_by"]
+    list_select_related = ["created_by", "staff_note"]
+    fields = ["id", "reference_type", "reference_id", "description", "internal_note", "created_by", "created_at"]
+    readonly_fields = fields
+
+    @admin.display(description="Internal note (staff only)")
+    def internal_note(self, obj):
+        note = getattr(obj, "staff_note", None)
+        return note.note if note else "-"
+
     search_fields = ["reference_id", "reference_type", "description"]
     date_hierarchy = "created_at"
     inlines = [JournalLegsInline]
@@ -179,8 +220,7 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Reference")
     def reference(self, obj):
-        journal = obj.journal
-        return f"{journal.reference_type}:{journal.reference_id}" if journal.reference_type else "-"
+        return obj.journal.reference or "-"
 
     @admin.display(description="Posted by")
     def created_by(self, obj):

@@ -136,8 +136,27 @@ class JournalEntry(AppendOnlyModel):
         indexes = [models.Index(fields=["reference_type", "reference_id"], name="journal_reference_idx")]
 
     def __str__(self) -> str:
-        ref = f" {self.reference_type}:{self.reference_id}" if self.reference_type else ""
-        return f"Journal {self.pk}{ref}"
+        return f"Journal {self.pk} {self.reference}".rstrip()
+
+    @property
+    def reference(self) -> str:
+        """`order:<id>`, or the type alone when the entry refers to no object (`adjustment`)."""
+        return ":".join(part for part in (self.reference_type, self.reference_id) if part)
+
+
+class StaffNote(AppendOnlyModel):
+    """Staff's internal note on a journal entry (why an adjustment was posted). Only staff see
+    it; the customer's ledger shows the entry's `description`. A table of its own, so the
+    ledger's tables (and the wallet purchase's database function that inserts into them)
+    keep their columns."""
+
+    journal = models.OneToOneField(JournalEntry, on_delete=models.PROTECT, primary_key=True, related_name="staff_note")
+    note = models.TextField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.note
 
 
 class LedgerEntry(AppendOnlyModel):

@@ -40,7 +40,7 @@ from wallets.exceptions import (
     InvalidWithdrawalAmount,
     WalletLocked,
 )
-from wallets.models import JournalEntry, LedgerEntry, SystemAccount, Wallet
+from wallets.models import JournalEntry, LedgerEntry, StaffNote, SystemAccount, Wallet
 
 CENT = Decimal("0.01")
 
@@ -256,28 +256,35 @@ def wallet_settle(
     )
 
 
-def wallet_adjust(*, wallet: Wallet, amount: Decimal, reason: str, staff_user: User) -> Movement:
+@atomic_with_retry
+def wallet_adjust(
+    *, wallet: Wallet, amount: Decimal, description: str, internal_note: str, staff_user: User
+) -> Movement:
     """A staff correction (ADJUSTMENT), signed: +credit / -debit, against `platform:adjustments`.
 
-    Records who posted it and why. Never makes the balance negative (INSUFFICIENT_FUNDS).
+    `description` is what the customer sees on the transaction; `internal_note` (why, for
+    staff) is recorded beside it (`StaffNote`, same transaction) and never shown to the
+    customer. Records who posted it. Never makes the balance negative (INSUFFICIENT_FUNDS).
     Allowed on a locked wallet: correcting a frozen account is exactly what staff do.
     """
     if not isinstance(amount, Decimal) or not amount.is_finite() or amount == 0 or amount != amount.quantize(CENT):
         raise InvalidTransfer("An adjustment is a non-zero amount with at most two decimal places.")
-    if not reason or not reason.strip():
-        raise InvalidTransfer("An adjustment needs a reason.")
+    if not (description or "").strip() or not (internal_note or "").strip():
+        raise InvalidTransfer("An adjustment needs a description for the customer and an internal note.")
     if not (staff_user and staff_user.is_staff):
         raise InvalidTransfer("Only staff can post an adjustment.")
-    return _post(
+    movement = _post(
         legs=[
             Leg(wallet.pk, LedgerEntry.Type.ADJUSTMENT, amount),
             Leg(system_wallet(SystemAccount.ADJUSTMENTS).pk, LedgerEntry.Type.ADJUSTMENT, -amount),
         ],
-        description=reason.strip()[:255],
+        description=description.strip()[:255],
         reference_type="adjustment",
         created_by=staff_user,
         allow_locked=True,
     )
+    StaffNote.objects.create(journal=movement.journal, note=internal_note.strip(), created_by=staff_user)
+    return movement
 
 
 def _post(

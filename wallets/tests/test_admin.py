@@ -55,10 +55,10 @@ def test_lock_and_unlock_actions(admin_client, wallet):
     assert Wallet.objects.get(pk=wallet.pk).is_locked is False
 
 
-def test_adjust_balance_posts_an_adjustment_with_staff_and_reason(admin_client, wallet, staff):
+def test_adjust_balance_posts_an_adjustment_with_staff_description_and_note(admin_client, wallet, staff):
     url = f"/admin/wallets/wallet/{wallet.pk}/adjust/"
     assert admin_client.get(url).status_code == 200
-    response = admin_client.post(url, {"amount": "-15.00", "reason": "Chargeback #42"})
+    response = admin_client.post(url, {"amount": "-15.00", "description": "Chargeback #42", "internal_note": "Bank"})
     assert response.status_code == 302
     leg = LedgerEntry.objects.get(wallet=wallet, type="ADJUSTMENT")
     assert (leg.delta, leg.balance_after) == (D("-15.00"), D("25.00"))
@@ -67,7 +67,9 @@ def test_adjust_balance_posts_an_adjustment_with_staff_and_reason(admin_client, 
 
 
 def test_adjust_balance_cannot_make_a_balance_negative(admin_client, wallet):
-    response = admin_client.post(f"/admin/wallets/wallet/{wallet.pk}/adjust/", {"amount": "-40.01", "reason": "x"})
+    response = admin_client.post(
+        f"/admin/wallets/wallet/{wallet.pk}/adjust/", {"amount": "-40.01", "description": "x", "internal_note": "y"}
+    )
     assert response.status_code == 200
     assert "Insufficient funds" in response.content.decode()
     assert not LedgerEntry.objects.filter(type="ADJUSTMENT").exists()
@@ -78,7 +80,9 @@ def test_adjust_balance_needs_the_permission(wallet, merchant):
     merchant.save()
     client = Client()
     client.force_login(merchant)
-    response = client.post(f"/admin/wallets/wallet/{wallet.pk}/adjust/", {"amount": "5.00", "reason": "x"})
+    response = client.post(
+        f"/admin/wallets/wallet/{wallet.pk}/adjust/", {"amount": "5.00", "description": "x", "internal_note": "y"}
+    )
     assert response.status_code == 403
     assert not LedgerEntry.objects.filter(type="ADJUSTMENT").exists()
 

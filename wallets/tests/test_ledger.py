@@ -66,7 +66,9 @@ class TestReconcile:
         merchant_wallet = WalletFactory(user=merchant)
         services.wallet_withdraw(wallet=buyer_wallet, amount=D("10.00"))
         services.wallet_transfer(source=buyer_wallet, destination=merchant_wallet, amount=D("30.00"))
-        services.wallet_adjust(wallet=merchant_wallet, amount=D("-5.00"), reason="fee", staff_user=staff)
+        services.wallet_adjust(
+            wallet=merchant_wallet, amount=D("-5.00"), description="fee", internal_note="staff test", staff_user=staff
+        )
         out = reconcile()
         assert "Ledger reconciles: no drift." in out
         assert "external:deposits" in out and "-100.00" in out

@@ -258,34 +258,57 @@ class TestTransfer:
 
 
 class TestAdjust:
-    def test_credit_and_debit_record_staff_and_reason(self, staff):
+    def test_credit_and_debit_record_staff_description_and_note(self, staff):
         wallet = funded_wallet(amount="10.00")
-        movement = services.wallet_adjust(wallet=wallet, amount=D("5.00"), reason="Goodwill", staff_user=staff)
+        movement = services.wallet_adjust(
+            wallet=wallet, amount=D("5.00"), description="Goodwill", internal_note="staff test", staff_user=staff
+        )
         assert movement.journal.created_by == staff and movement.journal.description == "Goodwill"
+        assert movement.journal.staff_note.note == "staff test"
         assert movement.leg_for(wallet).type == "ADJUSTMENT"
-        services.wallet_adjust(wallet=wallet, amount=D("-15.00"), reason="Chargeback", staff_user=staff)
+        services.wallet_adjust(
+            wallet=wallet, amount=D("-15.00"), description="Chargeback", internal_note="staff test", staff_user=staff
+        )
         assert balance(wallet) == 0
         assert system_wallet_balances()[SystemAccount.ADJUSTMENTS] == D("10.00")
 
     def test_never_makes_a_balance_negative(self, staff):
         wallet = funded_wallet(amount="10.00")
         with pytest.raises(InsufficientFunds):
-            services.wallet_adjust(wallet=wallet, amount=D("-10.01"), reason="Too much", staff_user=staff)
+            services.wallet_adjust(
+                wallet=wallet, amount=D("-10.01"), description="Too much", internal_note="staff test", staff_user=staff
+            )
         assert balance(wallet) == D("10.00")
 
-    def test_needs_staff_a_reason_and_a_non_zero_amount(self, staff):
+    def test_needs_staff_a_description_a_note_and_a_non_zero_amount(self, staff):
         wallet = funded_wallet(amount="10.00")
         with pytest.raises(InvalidTransfer):
-            services.wallet_adjust(wallet=wallet, amount=D("1.00"), reason="x", staff_user=UserFactory())
+            services.wallet_adjust(
+                wallet=wallet, amount=D("1.00"), description="x", internal_note="staff test", staff_user=UserFactory()
+            )
         with pytest.raises(InvalidTransfer):
-            services.wallet_adjust(wallet=wallet, amount=D("1.00"), reason="  ", staff_user=staff)
+            services.wallet_adjust(
+                wallet=wallet, amount=D("1.00"), description="  ", internal_note="staff test", staff_user=staff
+            )
         with pytest.raises(InvalidTransfer):
-            services.wallet_adjust(wallet=wallet, amount=D("0.00"), reason="x", staff_user=staff)
+            services.wallet_adjust(
+                wallet=wallet, amount=D("1.00"), description="x", internal_note=" ", staff_user=staff
+            )
+        with pytest.raises(InvalidTransfer):
+            services.wallet_adjust(
+                wallet=wallet, amount=D("0.00"), description="x", internal_note="staff test", staff_user=staff
+            )
 
     def test_allowed_on_a_locked_wallet(self, staff):
         wallet = funded_wallet(amount="10.00")
         services.wallet_set_locked(wallet_ids=[wallet.pk], locked=True)
-        services.wallet_adjust(wallet=wallet, amount=D("-10.00"), reason="Fraud recovery", staff_user=staff)
+        services.wallet_adjust(
+            wallet=wallet,
+            amount=D("-10.00"),
+            description="Fraud recovery",
+            internal_note="staff test",
+            staff_user=staff,
+        )
         assert balance(wallet) == 0
 
 
