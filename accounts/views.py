@@ -32,7 +32,16 @@ class RegisterView(PublicAuthView):
     throttle_classes = [AuthRateThrottle]
     throttle_scope = "register"
 
-    @extend_schema(request=RegisterInputSerializer, responses={201: AuthResponseSerializer}, tags=["auth"])
+    @extend_schema(
+        request=RegisterInputSerializer,
+        responses={201: AuthResponseSerializer},
+        tags=["auth"],
+        summary="Register a buyer or a merchant",
+        description="Creates an account (`role` USER to buy, MERCHANT to sell) with its wallet, and returns "
+        "the user with a first pair of tokens. The email is stored in its normal form (lower case, the domain "
+        "in ASCII); one that is already registered in any spelling is 409 `EMAIL_TAKEN`. Throttled per "
+        "client address.",
+    )
     def post(self, request):
         data = RegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -45,7 +54,14 @@ class LoginView(PublicAuthView):
     throttle_scope = "login"
 
     @extend_schema(
-        request=LoginInputSerializer, responses={200: AuthResponseSerializer, 401: ErrorSerializer}, tags=["auth"]
+        request=LoginInputSerializer,
+        responses={200: AuthResponseSerializer, 401: ErrorSerializer},
+        tags=["auth"],
+        summary="Log in",
+        description="Exchanges an email and password for the user and a pair of tokens: an access token "
+        "(15 minutes) for `Authorization: Bearer`, and a refresh token (7 days) for `POST /auth/refresh`. "
+        "A wrong password and an unknown email are the same 401 `INVALID_CREDENTIALS`. Throttled per "
+        "client address (429 with `Retry-After`).",
     )
     def post(self, request):
         data = LoginInputSerializer(data=request.data)
@@ -59,6 +75,10 @@ class RefreshView(PublicAuthView):
         request=RefreshInputSerializer,
         responses={200: TokenPairSerializer, 401: ErrorSerializer},  # a bad, expired or revoked refresh token
         tags=["auth"],
+        summary="Refresh the tokens",
+        description="Exchanges a refresh token for a new pair. The refresh token sent is revoked at once: "
+        "use the new one next time. A refresh token that is invalid, expired, revoked or already used is 401 "
+        "`TOKEN_NOT_VALID`.",
     )
     def post(self, request):
         data = RefreshInputSerializer(data=request.data)
@@ -71,6 +91,12 @@ class LogoutView(APIView):
         request=RefreshInputSerializer,
         responses={204: OpenApiResponse(description="The refresh token is revoked.")},
         tags=["auth"],
+        summary="Log out",
+        description="Revokes the caller's refresh token. One rule: any refresh token issued to the caller is "
+        "answered 204, whatever its state (live, already revoked or expired), and is unusable afterwards; "
+        "anything else (not a token, an access token, another user's token) is 401 `TOKEN_NOT_VALID`, "
+        "because the client sent the wrong token and its own is still alive. Access tokens stay valid until "
+        "they expire (15 minutes).",
     )
     def post(self, request):
         data = RefreshInputSerializer(data=request.data)
@@ -80,6 +106,11 @@ class LogoutView(APIView):
 
 
 class MeView(APIView):
-    @extend_schema(responses={200: UserSerializer}, tags=["auth"])
+    @extend_schema(
+        responses={200: UserSerializer},
+        tags=["auth"],
+        summary="The caller's profile",
+        description="Returns the user the access token belongs to: id, email, role and names.",
+    )
     def get(self, request):
         return Response(UserSerializer(request.user).data)

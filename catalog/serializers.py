@@ -14,7 +14,9 @@ from paymentflow.api.serializers import (
 
 
 class ProductSerializer(serializers.ModelSerializer):
-    """`product` on the wire. Never the merchant's email."""
+    """A product a merchant offers: its price, the units in stock and whether it is on sale."""
+
+    # Never the merchant's email: other users see a merchant by id only.
 
     merchant_id = serializers.UUIDField(read_only=True)
 
@@ -36,7 +38,7 @@ class ProductSerializer(serializers.ModelSerializer):
 
 
 class ProductInputSerializer(StrictInputSerializer):
-    """POST body; PATCH uses it with partial=True (any subset of the same fields)."""
+    """A product's fields; when changing a product, send only those that change."""
 
     name = serializers.CharField(max_length=NAME_MAX_LENGTH)
     description = OptionalTextField(max_length=DESCRIPTION_MAX_LENGTH)

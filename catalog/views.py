@@ -77,8 +77,10 @@ class ProductListCreateView(APIView):
         parameters=_LIST_PARAMETERS,
         responses={200: ProductSerializer(many=True)},
         tags=["products"],
-        description="Active, in-stock products, newest first. A plain array; paging is in "
-        "the `X-Total-Count` and `Link` headers. Cached for up to 60 s, invalidated on every write.",
+        summary="Browse products",
+        description="Lists active, in-stock products, newest first, filtered by `search` (in the name), "
+        "`merchantId`, `minPrice` and `maxPrice`. A plain JSON array; the paging is in the `X-Total-Count` "
+        "and `Link` headers. No token needed.",
     )
     def get(self, request):
         page = page_request_from(request)
@@ -101,6 +103,9 @@ class ProductListCreateView(APIView):
         request=ProductInputSerializer,
         responses={201: ProductSerializer},
         tags=["products"],
+        summary="Create a product",
+        description="A merchant puts a product on sale with its price and the units in stock. Other "
+        "users get 403 `PERMISSION_DENIED`. The product is active unless `isActive` is false.",
     )
     def post(self, request):
         data = ProductInputSerializer(data=request.data)
@@ -116,7 +121,14 @@ class ProductDetailView(APIView):
     def get_permissions(self):
         return [Public()] if self.request.method in _SAFE_METHODS else [IsMerchant()]
 
-    @extend_schema(operation_id="products_retrieve", responses={200: ProductSerializer}, tags=["products"])
+    @extend_schema(
+        operation_id="products_retrieve",
+        responses={200: ProductSerializer},
+        tags=["products"],
+        summary="A product",
+        description="Returns one product. No token needed; an inactive product is 404 except to its own "
+        "merchant (send the merchant's token).",
+    )
     def get(self, request, pk):
         return Response(ProductSerializer(selectors.product_get_visible(product_id=pk, user=request.user)).data)
 
@@ -125,6 +137,10 @@ class ProductDetailView(APIView):
         request=ProductInputSerializer(partial=True),
         responses={200: ProductSerializer},
         tags=["products"],
+        summary="Change a product",
+        description="The product's merchant changes any of its fields (name, description, price, units in "
+        "stock, active). Another merchant's product is 403 `UNAUTHORIZED_PRODUCT_ACCESS`. Orders already "
+        "placed keep the price they were placed at.",
     )
     def patch(self, request, pk):
         data = ProductInputSerializer(data=request.data, partial=True)
@@ -136,6 +152,9 @@ class ProductDetailView(APIView):
         operation_id="products_destroy",
         responses={204: OpenApiResponse(description="Deactivated (never erased).")},
         tags=["products"],
+        summary="Withdraw a product from sale",
+        description="The product's merchant takes it off sale: it is deactivated, never erased, since "
+        "orders refer to it. Another merchant's product is 403 `UNAUTHORIZED_PRODUCT_ACCESS`.",
     )
     def delete(self, request, pk):
         services.product_deactivate(product_id=pk, actor=request.user)
@@ -150,6 +169,12 @@ class MyProductsView(ListAPIView):
     def get_queryset(self):
         return selectors.product_merchant_queryset(merchant=self.request.user)
 
-    @extend_schema(operation_id="products_merchant_mine", tags=["products"])
+    @extend_schema(
+        operation_id="products_merchant_mine",
+        tags=["products"],
+        summary="The caller's products",
+        description="A merchant lists their own products, inactive and out-of-stock ones included, newest "
+        "first, paged (`page`, `limit`).",
+    )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)

@@ -20,7 +20,7 @@ class OrderProductSerializer(OutputSerializer):
 # Declared field by field rather than a ModelSerializer (which rebuilds its fields from the
 # model for every instance it renders), and built once per class (OutputSerializer).
 class OrderSerializer(OutputSerializer):
-    """`order` on the wire."""
+    """An order: what was bought, for how much, how it is paid and where it stands."""
 
     id = serializers.UUIDField(read_only=True)
     user_id = serializers.UUIDField(read_only=True)

@@ -31,7 +31,14 @@ class OrderListCreateView(ListAPIView):
         query.is_valid(raise_exception=True)
         return selectors.order_list_for_buyer(user=self.request.user, **query.validated_data)
 
-    @extend_schema(operation_id="orders_list", parameters=[OrderListQuerySerializer], tags=["orders"])
+    @extend_schema(
+        operation_id="orders_list",
+        parameters=[OrderListQuerySerializer],
+        tags=["orders"],
+        summary="The caller's purchases",
+        description="Lists the orders the caller placed, newest first, paged (`page`, `limit`), optionally "
+        "of one `status` or `paymentMethod`.",
+    )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -40,6 +47,12 @@ class OrderListCreateView(ListAPIView):
         request=OrderCreateInputSerializer,
         responses={201: OrderSerializer},
         tags=["orders"],
+        summary="Buy a product",
+        description="Buys `quantity` units (1 to 100) of a product. WALLET: paid from the caller's wallet at "
+        "once, the order COMPLETED, or nothing happens (400 `INSUFFICIENT_FUNDS`, `PRODUCT_OUT_OF_STOCK`...). "
+        "GATEWAY: the order is PENDING with its stock reserved; send the buyer to `checkoutUrl` (Stripe "
+        "Checkout); it becomes COMPLETED once Stripe confirms the payment. Send an `Idempotency-Key` to "
+        "retry safely.",
     )
     @idempotent(multi_step=selectors.is_gateway_purchase_request)
     def post(self, request):
@@ -50,7 +63,14 @@ class OrderListCreateView(ListAPIView):
 
 
 class OrderDetailView(APIView):
-    @extend_schema(operation_id="orders_retrieve", responses={200: OrderSerializer}, tags=["orders"])
+    @extend_schema(
+        operation_id="orders_retrieve",
+        responses={200: OrderSerializer},
+        tags=["orders"],
+        summary="An order",
+        description="Returns one order to its buyer or to the merchant of its product; to anyone else it "
+        "does not exist (404).",
+    )
     def get(self, request, pk):
         return Response(OrderSerializer(selectors.order_get_visible(order_id=pk, user=request.user)).data)
 
@@ -67,7 +87,14 @@ class MerchantSalesView(ListAPIView):
         query.is_valid(raise_exception=True)
         return selectors.order_list_for_merchant(merchant=self.request.user, **query.validated_data)
 
-    @extend_schema(operation_id="orders_merchant_sales", parameters=[OrderSalesQuerySerializer], tags=["orders"])
+    @extend_schema(
+        operation_id="orders_merchant_sales",
+        parameters=[OrderSalesQuerySerializer],
+        tags=["orders"],
+        summary="The caller's sales",
+        description="A merchant lists the orders placed for their products, newest first, paged (`page`, "
+        "`limit`), optionally of one `status`.",
+    )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -78,6 +105,12 @@ class OrderRefundView(APIView):
         request=OrderRefundInputSerializer,
         responses={200: OrderSerializer},
         tags=["orders"],
+        summary="Refund an order",
+        description="Only the merchant of the order's product may refund it, and only a COMPLETED order "
+        "(else 409 `ORDER_NOT_REFUNDABLE`). The money goes back the way it came (to the buyer's wallet, or "
+        "to the card through Stripe), the stock returns, and the order is REFUNDED. A merchant whose "
+        "wallet no longer holds the amount gets 400 `INSUFFICIENT_FUNDS`. Send an `Idempotency-Key` to "
+        "retry safely.",
     )
     @idempotent(multi_step=selectors.is_gateway_refund_request)
     def post(self, request, pk):
@@ -88,6 +121,15 @@ class OrderRefundView(APIView):
 
 
 class OrderCancelView(APIView):
-    @extend_schema(operation_id="orders_cancel", request=None, responses={200: OrderSerializer}, tags=["orders"])
+    @extend_schema(
+        operation_id="orders_cancel",
+        request=None,
+        responses={200: OrderSerializer},
+        tags=["orders"],
+        summary="Cancel a pending order",
+        description="Only the order's buyer may cancel it, and only while it is PENDING (an unpaid card "
+        "order; else 409 `ORDER_NOT_CANCELLABLE`). Its Stripe Checkout is closed and the stock returns. "
+        "If Stripe says it was paid meanwhile, the order completes instead and the answer is 409.",
+    )
     def post(self, request, pk):
         return Response(OrderSerializer(services.order_cancel(order_id=pk, buyer=request.user)).data)

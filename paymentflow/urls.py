@@ -3,12 +3,13 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from paymentflow.api.health import healthz, readyz
-from paymentflow.api.views import api_not_found
+from paymentflow.api.views import ApiIndexView, api_not_found
 from paymentflow.metrics import metrics_view
 
 # Each app's urls.py spells its paths out in full (`wallet/deposit`, `products/<id>`), as the
 # contract lists them, with no trailing slash.
 api_v1 = [
+    path("", ApiIndexView.as_view(), name="api-index"),
     path("auth/", include("accounts.urls")),
     path("", include("wallets.urls")),
     path("", include("catalog.urls")),

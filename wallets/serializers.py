@@ -14,7 +14,8 @@ class WalletSerializer(serializers.ModelSerializer):
 
 
 class TransactionSerializer(serializers.ModelSerializer):
-    """One leg of the caller's wallet ledger (the contract's `transaction`)."""
+    """One movement of the caller's wallet: its type, the amount (always positive; the type gives the
+    direction), the balance before and after, and what it refers to."""
 
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
     balance_before = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
@@ -41,7 +42,7 @@ class TransactionSerializer(serializers.ModelSerializer):
 
 
 class WalletMovementSerializer(serializers.Serializer):
-    """`{wallet, transaction}`: the wallet after the movement and the leg that moved it."""
+    """The wallet after the movement, and the transaction that moved it."""
 
     wallet = WalletSerializer()
     transaction = TransactionSerializer()

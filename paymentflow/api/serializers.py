@@ -7,6 +7,7 @@ integers are integral JSON numbers, `null` on an optional text field means empty
 import re
 from decimal import Decimal
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 MONEY_MAX_DIGITS = 14
@@ -14,9 +15,24 @@ MONEY_DECIMAL_PLACES = 2
 
 # ASCII digits only, with an optional sign, point and exponent. Python's Decimal() alone also
 # reads full-width and other Unicode digits, underscores and surrounding whitespace.
-_ASCII_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DECIMAL_DIGITS = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_ASCII_DECIMAL = re.compile(rf"[+-]?{_DECIMAL_DIGITS}")
+#: The schema's pattern for a decimal input: what `_ASCII_DECIMAL` accepts, less the minus sign
+#: (a negative amount is refused anyway).
+DECIMAL_INPUT_PATTERN = rf"^\+?{_DECIMAL_DIGITS}$"
+#: The schema's pattern for an amount we return: never negative, always two places.
+MONEY_OUTPUT_PATTERN = r"^[0-9]{1,12}\.[0-9]{2}$"
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "format": "decimal", "pattern": DECIMAL_INPUT_PATTERN, "example": "25.00"},
+            {"type": "number", "minimum": 0},
+        ],
+        "description": 'A decimal amount, as a JSON number (25.5) or a string ("25.50"), in ASCII digits.',
+    }
+)
 class PlainDecimalField(serializers.DecimalField):
     """A decimal given as a JSON number or a plain ASCII decimal string.
 
@@ -38,6 +54,16 @@ class PlainDecimalField(serializers.DecimalField):
         return super().validate_precision(value)
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "format": "decimal", "pattern": DECIMAL_INPUT_PATTERN, "example": "25.00"},
+            {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 999999999999.99},
+        ],
+        "description": "An amount greater than 0 with at most two decimal places, as a JSON number (25.5) "
+        'or a string ("25.50"), in ASCII digits.',
+    }
+)
 class MoneyField(PlainDecimalField):
     """A positive amount with at most two decimals, in and out as a two-decimal string.
 
@@ -60,14 +86,14 @@ class MoneyField(PlainDecimalField):
 
 
 class OutputSerializer(serializers.Serializer):
-    """A read-only serializer for responses whose fields are built once per class.
-
-    DRF deep-copies and binds every declared field for each serializer instance it makes
-    (one per object rendered, nested ones included): for an order that was about a tenth of
-    a purchase's CPU. Output fields keep no per-instance state, so these are built and bound
-    once, on a prototype instance, and reused. Only for fields that need no `context` (no
-    request-relative URLs): the prototype has none.
-    """
+    # A read-only serializer for responses whose fields are built once per class (a comment,
+    # not a docstring: the API docs show a serializer's docstring, and this is for engineers).
+    #
+    # DRF deep-copies and binds every declared field for each serializer instance it makes
+    # (one per object rendered, nested ones included): for an order that was about a tenth of
+    # a purchase's CPU. Output fields keep no per-instance state, so these are built and bound
+    # once, on a prototype instance, and reused. Only for fields that need no `context` (no
+    # request-relative URLs): the prototype has none.
 
     def to_representation(self, instance):
         representation = {}
@@ -126,7 +152,8 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 class StrictInputSerializer(serializers.Serializer):
-    """Input serializer that refuses fields it does not know (a typo is an error, not a no-op)."""
+    # Refuses fields it does not know (a typo is an error, not a no-op). A comment, not a
+    # docstring: the API docs show each input's own docstring, written for API users.
 
     def validate(self, attrs):
         if isinstance(self.initial_data, dict):
@@ -159,7 +186,8 @@ class QuerySerializer(serializers.Serializer):
 
 
 class ErrorSerializer(serializers.Serializer):
-    """The error envelope every 4xx/5xx response carries (documentation only)."""
+    """The error envelope every 4xx and 5xx response carries. `code` is a stable machine code;
+    `details` holds per-field messages for validation errors, keyed by camelCase field name."""
 
     status_code = serializers.IntegerField()
     error = serializers.CharField()

@@ -1,11 +1,44 @@
-"""Catch-alls that keep the envelope for API paths outside any route, and Django's error
-handlers (400/404/500) for the rest of the site."""
+"""The API's index, catch-alls that keep the envelope for API paths outside any route, and
+Django's error handlers (400/404/500) for the rest of the site."""
 
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import bad_request, page_not_found, server_error
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from paymentflow.api.errors import error_response, is_api_path
+from paymentflow.api.permissions import Public
+
+API_INDEX = {
+    "name": "Payment Flow API",
+    "version": "1",
+    "docs": "/api/docs/",
+    "redoc": "/api/redoc/",
+    "schema": "/api/schema/",
+    "health": "/healthz",
+    "ready": "/readyz",
+}
+
+
+class ApiIndexView(APIView):
+    """`GET /api/v1/`: where the documents and probes are (a client's first request)."""
+
+    authentication_classes: list = []
+    permission_classes = [Public]
+
+    @extend_schema(
+        operation_id="api_index",
+        tags=["service"],
+        summary="Where the documents are",
+        description="Links to the interactive documentation (Swagger UI and ReDoc), the OpenAPI document, "
+        "and the liveness and readiness probes. No token needed.",
+        responses={200: inline_serializer("ApiIndex", {key: serializers.CharField() for key in API_INDEX})},
+    )
+    def get(self, request):
+        return Response(API_INDEX)
 
 
 # Exempt: it changes nothing, and a POST to an unknown API path must be the JSON 404, not

@@ -293,6 +293,28 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.contrib.djangorestframework_camel_case.camelize_serializer_fields",
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "paymentflow.api.schema.document_money_outputs",
+    ],
+    # ReDoc's sections, in this order; every operation carries one of these tags.
+    "TAGS": [
+        {"name": "service", "description": "Where the API's documents and health probes are."},
+        {
+            "name": "auth",
+            "description": "Register, log in, refresh and revoke tokens. Send the access token as "
+            "`Authorization: Bearer <accessToken>` (the scheme name in any case).",
+        },
+        {
+            "name": "wallet",
+            "description": "The caller's wallet: balance, deposits, withdrawals, card top-ups and the ledger of "
+            "every movement. Money-moving requests accept an `Idempotency-Key` header.",
+        },
+        {"name": "products", "description": "The public catalogue, and merchants' own products and stock."},
+        {
+            "name": "orders",
+            "description": "Buying from the wallet or by card (Stripe Checkout), refunds by the merchant, "
+            "cancels by the buyer, and both sides' order lists.",
+        },
+        {"name": "webhooks", "description": "Endpoints called by Stripe, not by API clients."},
     ],
     "ENUM_NAME_OVERRIDES": {},
 }
