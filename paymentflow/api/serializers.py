@@ -24,14 +24,17 @@ DECIMAL_INPUT_PATTERN = rf"^\+?{_DECIMAL_DIGITS}$"
 MONEY_OUTPUT_PATTERN = r"^[0-9]{1,12}\.[0-9]{2}$"
 
 
+def _decimal_input_schema(number: dict, description: str) -> dict:
+    """OpenAPI for a decimal input: a JSON number, or a string the server accepts (its pattern is
+    a superset of the valid values, as the fuzzing's negative tests require)."""
+    string = {"type": "string", "format": "decimal", "pattern": DECIMAL_INPUT_PATTERN, "example": "25.00"}
+    return {"oneOf": [string, {"type": "number", **number}], "description": description}
+
+
 @extend_schema_field(
-    {
-        "oneOf": [
-            {"type": "string", "format": "decimal", "pattern": DECIMAL_INPUT_PATTERN, "example": "25.00"},
-            {"type": "number", "minimum": 0},
-        ],
-        "description": 'A decimal amount, as a JSON number (25.5) or a string ("25.50"), in ASCII digits.',
-    }
+    _decimal_input_schema(
+        {"minimum": 0}, 'A decimal amount, as a JSON number (25.5) or a string ("25.50"), in ASCII digits.'
+    )
 )
 class PlainDecimalField(serializers.DecimalField):
     """A decimal given as a JSON number or a plain ASCII decimal string.
@@ -55,14 +58,11 @@ class PlainDecimalField(serializers.DecimalField):
 
 
 @extend_schema_field(
-    {
-        "oneOf": [
-            {"type": "string", "format": "decimal", "pattern": DECIMAL_INPUT_PATTERN, "example": "25.00"},
-            {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 999999999999.99},
-        ],
-        "description": "An amount greater than 0 with at most two decimal places, as a JSON number (25.5) "
-        'or a string ("25.50"), in ASCII digits.',
-    }
+    _decimal_input_schema(
+        {"minimum": 0, "exclusiveMinimum": True, "maximum": 999999999999.99},
+        "An amount greater than 0 with at most two decimal places, as a JSON number (25.5) or a string "
+        '("25.50"), in ASCII digits.',
+    )
 )
 class MoneyField(PlainDecimalField):
     """A positive amount with at most two decimals, in and out as a two-decimal string.
