@@ -7,3 +7,8 @@ class OrdersConfig(AppConfig):
 
     def ready(self):
         from orders import reconciliation  # noqa: F401 - registers the "stock" check
+        from orders.serializers import OrderSerializer
+        from webhooks.events import register_event_subject
+
+        # Merchant webhooks carry the order as the API renders it.
+        register_event_subject("order", lambda order: OrderSerializer(order).data)

@@ -38,10 +38,11 @@ from orders.exceptions import (
 )
 from orders.models import Order
 from paymentflow import gateway, metrics
-from paymentflow.db import atomic_with_retry, autocommit_with_retry
+from paymentflow.db import atomic_with_retry
 from wallets.exceptions import InsufficientFunds, WalletLocked
 from wallets.models import LedgerEntry, SystemAccount, Wallet
 from wallets.services import wallet_get_or_create, wallet_settle, wallet_transfer, wallets_lock_for_users
+from webhooks.events import webhook_event_record
 
 logger = logging.getLogger("paymentflow.orders")
 
@@ -72,6 +73,13 @@ def _transition(order: Order, to: str, **fields) -> Order:
         setattr(order, name, value)
     order.save(update_fields=list(fields))
     metrics.order_entered_status(order)
+    return _tell_merchant(order)
+
+
+def _tell_merchant(order: Order) -> Order:
+    """The order's new status as a merchant webhook event (`order.completed`, ...), recorded
+    in the caller's transaction: a change that rolls back tells nobody."""
+    webhook_event_record(merchant_id=order.merchant_id, event_type=f"order.{order.status.lower()}", subject=order)
     return order
 
 
@@ -132,9 +140,8 @@ def order_purchase_with_wallet(*, buyer: User, product_id: UUID, quantity: int =
     the money (buyer PAYMENT, merchant REVENUE) and writes the COMPLETED order — or nothing.
 
     On PostgreSQL the whole purchase is one statement, a call of the database function
-    `orders_wallet_purchase` (migration orders/0003, which lists its steps), committed by
-    PostgreSQL as it returns: one round trip instead of nine, and the product and wallet
-    locks are held for the function's run only (docs/PERFORMANCE.md). Elsewhere (the
+    `orders_wallet_purchase` (migration orders/0003, which lists its steps), then the
+    merchant webhook event (one `INSERT ... SELECT`), in one transaction. Elsewhere (the
     embedded SQLite of `make run`), and on PostgreSQL when `WALLET_PURCHASE_IN_DATABASE` is
     off, `_purchase_with_orm` does the same through the catalog and wallet services.
     `orders/tests/test_wallet_purchase_engines.py` holds the two to the same results.
@@ -174,7 +181,7 @@ def _purchase_with_orm(*, buyer: User, product_id: UUID, quantity: int) -> Order
         completed_at=timezone.now(),
     )
     metrics.order_entered_status(order)
-    return order
+    return _tell_merchant(order)
 
 
 _WALLET_PURCHASE_SQL = "SELECT * FROM orders_wallet_purchase(%s, %s, %s, %s, %s)"
@@ -182,7 +189,7 @@ _WALLET_PURCHASE_SQL = "SELECT * FROM orders_wallet_purchase(%s, %s, %s, %s, %s)
 _PURCHASED_PRODUCT_FIELDS = ["id", "merchant_id", "name", "price", "currency", "available_units"]
 
 
-@autocommit_with_retry  # the function is the one statement that writes
+@atomic_with_retry  # the function's writes and the webhook event commit together
 def _purchase_in_database(*, buyer: User, product_id: UUID, quantity: int) -> Order:
     order_id = uuid.uuid4()
     product_id = Product._meta.pk.to_python(product_id)
@@ -218,7 +225,7 @@ def _purchase_in_database(*, buyer: User, product_id: UUID, quantity: int) -> Or
     order._state.adding, order._state.db = False, connection.alias  # it is the row just inserted
     metrics.order_entered_status(order)
     metrics.ledger_legs_written([(LedgerEntry.Type.PAYMENT, order.amount), (LedgerEntry.Type.REVENUE, order.amount)])
-    return order
+    return _tell_merchant(order)
 
 
 @atomic_with_retry

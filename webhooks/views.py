@@ -1,11 +1,21 @@
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from paymentflow.api.permissions import Public
+from paymentflow.api.permissions import IsMerchant, Public
 from paymentflow.api.serializers import ErrorSerializer
+from webhooks import endpoints, selectors
+from webhooks.models import EVENT_TYPES, WebhookDelivery, WebhookEndpoint
+from webhooks.serializers import (
+    WebhookDeliveryQuerySerializer,
+    WebhookDeliverySerializer,
+    WebhookEndpointCreatedSerializer,
+    WebhookEndpointInputSerializer,
+    WebhookEndpointSerializer,
+)
 from webhooks.services import stripe_event_receive
 
 SIGNATURE_HEADER = "Stripe-Signature"
@@ -61,3 +71,96 @@ class StripeWebhookView(APIView):
             signature_header=request.headers.get(SIGNATURE_HEADER),
         )
         return Response({"received": True})
+
+
+# --- merchant webhook endpoints (outbound) ------------------------------------------------
+
+
+class WebhookEndpointListCreateView(ListAPIView):
+    """GET: the caller's endpoints. POST: register one (its secret is in this answer only)."""
+
+    permission_classes = [IsMerchant]
+    serializer_class = WebhookEndpointSerializer
+    filter_backends: list = []
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return WebhookEndpoint.objects.none()
+        return selectors.webhook_endpoint_list(merchant=self.request.user)
+
+    @extend_schema(operation_id="webhook_endpoints_list", tags=["webhook endpoints"])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="webhook_endpoints_create",
+        request=WebhookEndpointInputSerializer,
+        responses={201: WebhookEndpointCreatedSerializer},
+        tags=["webhook endpoints"],
+        description=(
+            "`url` must be https:// and resolve to a public address (unless the operator set "
+            "`WEBHOOK_ALLOW_PRIVATE_URLS=1`): 400 `WEBHOOK_URL_NOT_ALLOWED` otherwise. `events`: any of "
+            + ", ".join(f"`{t}`" for t in EVENT_TYPES)
+            + "; empty or absent means all. `secret` is shown here only."
+        ),
+    )
+    def post(self, request):
+        data = WebhookEndpointInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        endpoint = endpoints.webhook_endpoint_create(merchant=request.user, **data.validated_data)
+        return Response(WebhookEndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+
+
+class WebhookEndpointDetailView(APIView):
+    permission_classes = [IsMerchant]
+
+    @extend_schema(
+        operation_id="webhook_endpoints_retrieve",
+        responses={200: WebhookEndpointSerializer},
+        tags=["webhook endpoints"],
+    )
+    def get(self, request, pk):
+        endpoint = selectors.webhook_endpoint_get(merchant=request.user, endpoint_id=pk)
+        return Response(WebhookEndpointSerializer(endpoint).data)
+
+    @extend_schema(
+        operation_id="webhook_endpoints_update",
+        request=WebhookEndpointInputSerializer(partial=True),
+        responses={200: WebhookEndpointSerializer},
+        tags=["webhook endpoints"],
+    )
+    def patch(self, request, pk):
+        data = WebhookEndpointInputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        endpoint = endpoints.webhook_endpoint_update(merchant=request.user, endpoint_id=pk, **data.validated_data)
+        return Response(WebhookEndpointSerializer(endpoint).data)
+
+    @extend_schema(operation_id="webhook_endpoints_destroy", responses={204: None}, tags=["webhook endpoints"])
+    def delete(self, request, pk):
+        endpoints.webhook_endpoint_delete(merchant=request.user, endpoint_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WebhookDeliveryListView(ListAPIView):
+    """The deliveries of one of the caller's endpoints, newest first."""
+
+    permission_classes = [IsMerchant]
+    serializer_class = WebhookDeliverySerializer
+    filter_backends: list = []
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return WebhookDelivery.objects.none()
+        query = WebhookDeliveryQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return selectors.webhook_delivery_list(
+            merchant=self.request.user, endpoint_id=self.kwargs["pk"], **query.validated_data
+        )
+
+    @extend_schema(
+        operation_id="webhook_endpoints_deliveries",
+        parameters=[WebhookDeliveryQuerySerializer],
+        tags=["webhook endpoints"],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)

@@ -193,25 +193,27 @@ class TestQueryBudgets:
     """Counted with the token's user and, in tests, the savepoints standing for BEGIN/COMMIT."""
 
     def test_wallet_purchase(self, buyer_client, funded_buyer_wallet, product, django_assert_max_num_queries):
-        with django_assert_max_num_queries(4):
+        with django_assert_max_num_queries(5):
             assert buy(buyer_client, product).status_code == 201
 
     def test_wallet_purchase_queries_are_the_documented_ones(self, buyer_client, funded_buyer_wallet, product):
         """docs/ARCHITECTURE.md, "Orders": on PostgreSQL a wallet purchase is one call of the
-        database function. In production that statement commits itself (autocommit); in a
-        test it runs in a savepoint of the test's transaction."""
+        database function and the merchant webhook event (one INSERT ... SELECT, which writes
+        nothing when the merchant has no endpoint), in one transaction (in a test, a
+        savepoint of the test's transaction)."""
         with CaptureQueriesContext(connection) as ctx:
             assert buy(buyer_client, product).status_code == 201
         sql = [" ".join(q["sql"].split()) for q in ctx.captured_queries]
-        assert len(sql) == 4, sql
+        assert len(sql) == 5, sql
         assert sql[0].startswith("SELECT") and '"accounts_user"' in sql[0]  # the token's user
-        assert sql[1].startswith("SAVEPOINT") and sql[3].startswith("RELEASE SAVEPOINT")
+        assert sql[1].startswith("SAVEPOINT") and sql[4].startswith("RELEASE SAVEPOINT")
         assert sql[2].startswith("SELECT * FROM orders_wallet_purchase(")
+        assert sql[3].startswith("INSERT INTO webhooks_webhookdelivery") and "SELECT" in sql[3]
 
     def test_wallet_purchase_through_the_orm_queries_are_the_documented_ones(
         self, buyer_client, funded_buyer_wallet, product, settings
     ):
-        """The portable path (SQLite, or WALLET_PURCHASE_IN_DATABASE off): seven statements."""
+        """The portable path (SQLite, or WALLET_PURCHASE_IN_DATABASE off): eight statements."""
         settings.WALLET_PURCHASE_IN_DATABASE = False
         with CaptureQueriesContext(connection) as ctx:
             assert buy(buyer_client, product).status_code == 201
@@ -225,6 +227,7 @@ class TestQueryBudgets:
             ("UPDATE", "wallets_wallet", "CASE"),  # both balances, one statement
             ("INSERT", '"wallets_ledgerentry"', "UNNEST"),  # both legs, one statement
             ("INSERT", '"orders_order"', ""),
+            ("INSERT", "webhooks_webhookdelivery", "SELECT"),  # the merchant webhook event
             ("RELEASE", "", ""),
         ]
         assert len(sql) == len(shapes), sql
@@ -236,7 +239,7 @@ class TestQueryBudgets:
         self, buyer_client, funded_buyer_wallet, product, merchant_client, django_assert_max_num_queries
     ):
         order = buy(buyer_client, product).json()
-        with django_assert_max_num_queries(14):
+        with django_assert_max_num_queries(15):  # 14 + the merchant webhook event
             assert merchant_client.post(f"{ORDERS}/{order['id']}/refund").status_code == 200
 
     def test_wallet_purchase_with_idempotency_key(
@@ -271,4 +274,4 @@ class TestQueryBudgets:
         pending = OrderFactory()
         with CaptureQueriesContext(connection) as cancel:
             assert client_for(pending.user).post(f"{ORDERS}/{pending.pk}/cancel").status_code == 200
-        assert len(refund) <= 18 and len(cancel) <= 11, (len(refund), len(cancel))
+        assert len(refund) <= 19 and len(cancel) <= 12, (len(refund), len(cancel))  # each + the webhook event

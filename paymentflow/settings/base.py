@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from paymentflow.settings.env import env, env_bool, env_decimal, env_int, env_list
+from paymentflow.settings.env import env, env_bool, env_decimal, env_int, env_list, env_seconds, env_seconds_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -51,7 +51,11 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_prometheus",
+
+    "django_tasks",
+    "django_tasks_db",
     "paymentflow.api.apps.ApiConfig",
+    "paymentflow.jobs",
     "accounts",
     "wallets",
     "catalog",
@@ -344,6 +348,42 @@ CHECKOUT_CANCEL_URL = env("CHECKOUT_CANCEL_URL", "http://127.0.0.1:8000/checkout
 METRICS_TOKEN = env("METRICS_TOKEN", "")
 # django-prometheus would otherwise query the migration state at start-up.
 PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# --- Background work: the task queue, the schedule, merchant webhooks ----------------------
+# docs/ARCHITECTURE.md, "Background work". Tasks are rows of our own database
+# (django-tasks-db), run by `manage.py run_worker` (`make worker`).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+#: How long an idle worker sleeps between looks at the queue, and how often each worker's
+#: scheduler looks for jobs that are due.
+WORKER_POLL_SECONDS = env_seconds("WORKER_POLL_SECONDS", 1)
+SCHEDULER_TICK_SECONDS = env_seconds("SCHEDULER_TICK_SECONDS", 5)
+#: The schedule: job name -> what it runs (`command`: a management command, with `args`;
+#: or `callable`: a dotted path) and how often (`every`, seconds; 0 turns the job off).
+#: Each interval can be changed from the environment: SCHEDULE_<JOB NAME>_SECONDS.
+SCHEDULED_JOBS = {
+    "expire_pending_orders": {"command": "expire_pending_orders", "every": 300},
+    "expire_pending_topups": {"command": "expire_pending_topups", "every": 300},
+    "purge_idempotency_keys": {"command": "purge_idempotency_keys", "every": 3600},
+    "reconcile_ledger": {"command": "reconcile_ledger", "args": ["--no-progress"], "every": 86400},
+    # Deliveries whose kick was lost, or whose worker died mid-attempt (lease expired).
+    "kick_due_webhook_deliveries": {"callable": "webhooks.delivery.webhook_deliveries_kick_due", "every": 30},
+    # Finished task results older than 14 days (django-tasks-db's own command).
+    "prune_task_results": {"command": "prune_db_task_results", "args": ["--queue-name", "*"], "every": 86400},
+}
+for _name, _job in SCHEDULED_JOBS.items():
+    _job["every"] = env_int(f"SCHEDULE_{_name.upper()}_SECONDS", _job["every"])
+
+#: Seconds between delivery attempts of a merchant webhook; after the last, FAILED.
+WEBHOOK_RETRY_SCHEDULE = env_seconds_list("WEBHOOK_RETRY_SCHEDULE", "5,30,120,600,3600,14400,43200")
+#: 1 lets endpoints be plain http:// and point at internal addresses (tests, local work).
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
+WEBHOOK_TIMEOUT_SECONDS = 10
+#: An attempt still unfinished after this is taken to be dead (its worker killed) and is
+#: made again by any worker: above the timeout, and with the kick job's interval well
+#: under the contract's 2 minutes.
+WEBHOOK_LEASE_SECONDS = env_seconds("WEBHOOK_LEASE_SECONDS", 60)
+#: An endpoint whose every attempt failed for this long is disabled (its merchant sees why).
+WEBHOOK_DISABLE_AFTER_HOURS = 24
 
 # --- Logging: every line carries the request id --------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", "INFO")

@@ -31,6 +31,20 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}.") from exc
 
 
+def env_seconds(name: str, default: float) -> float:
+    """A duration in seconds, > 0 (fractions allowed: tests use short ones)."""
+    raw = env(name, "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, got {raw!r}.") from exc
+    if not 0 < value < float("inf"):
+        raise ImproperlyConfigured(f"{name} must be above 0 seconds, got {raw!r}.")
+    return value
+
+
 def env_decimal(name: str, default: Decimal) -> Decimal:
     raw = env(name, "")
     if raw == "":
@@ -46,3 +60,15 @@ def env_decimal(name: str, default: Decimal) -> Decimal:
 
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+def env_seconds_list(name: str, default: str) -> list[int]:
+    """A comma-separated list of whole seconds, each > 0 (e.g. a retry schedule)."""
+    raw = env_list(name, default)
+    try:
+        values = [int(item) for item in raw]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be comma-separated whole seconds, got {raw!r}.") from exc
+    if not values or any(value <= 0 for value in values):
+        raise ImproperlyConfigured(f"{name} must list at least one number of seconds, each above 0.")
+    return values

@@ -1,0 +1,70 @@
+"""SSRF: which webhook URLs we refuse to call, at registration and again at delivery."""
+
+import pytest
+
+from webhooks.urls_safety import UnsafeWebhookUrl, check_webhook_url
+
+INTERNAL = [
+    "https://127.0.0.1/hook",  # loopback
+    "https://127.1.2.3/hook",
+    "https://localhost/hook",  # a name resolving to 127.0.0.1
+    "https://10.0.0.5/hook",  # private ranges
+    "https://172.16.4.4/hook",
+    "https://192.168.1.10:8443/hook",
+    "https://169.254.169.254/latest/meta-data",  # link-local: the cloud metadata service
+    "https://100.64.0.1/hook",  # carrier-grade NAT
+    "https://0.0.0.0/hook",
+    "https://224.0.0.1/hook",  # multicast
+    "https://[::1]/hook",  # IPv6 loopback
+    "https://[fe80::1]/hook",  # IPv6 link-local
+    "https://[fd00::1]/hook",  # IPv6 unique local (private)
+    "https://[::ffff:127.0.0.1]/hook",  # IPv4-mapped IPv6
+    "https://[::ffff:a9fe:a9fe]/hook",  # 169.254.169.254, mapped
+    "https://[64:ff9b::a00:1]/hook",  # NAT64 of 10.0.0.1
+    "https://[2002:7f00:1::]/hook",  # 6to4 of 127.0.0.1
+    "https://[::]/hook",
+    "https://2130706433/hook",  # 127.0.0.1 as one decimal number (resolved by getaddrinfo)
+    "https://0x7f.1/hook",  # and in hex shorthand
+]
+
+
+@pytest.mark.parametrize("url", INTERNAL)
+def test_internal_addresses_are_refused(url, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    with pytest.raises(UnsafeWebhookUrl, match="must be public"):
+        check_webhook_url(url)
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("http://93.184.215.14/hook", "https://"),
+        ("ftp://93.184.215.14/hook", "https://"),
+        ("https:///hook", "no host"),
+        ("https://user:pw@93.184.215.14/hook", "credentials"),
+        ("https://93.184.215.14:99999/hook", "not valid"),
+        ("https://no-such-host.invalid/hook", "could not be resolved"),
+        ("https://93.184.215.14/a b", "spaces"),
+    ],
+)
+def test_malformed_or_plain_http_urls_are_refused(url, message, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    with pytest.raises(UnsafeWebhookUrl, match=message):
+        check_webhook_url(url)
+
+
+def test_a_public_https_url_is_accepted_and_pinned_to_its_address(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    target = check_webhook_url("https://93.184.215.14:8443/hooks?shop=1")
+    assert (target.scheme, target.address, target.port, target.path) == (
+        "https",
+        "93.184.215.14",
+        8443,
+        "/hooks?shop=1",
+    )
+
+
+def test_the_operator_flag_allows_http_and_internal_addresses(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
+    target = check_webhook_url("http://localhost:8080/hook")
+    assert target.address in ("127.0.0.1", "::1") and target.host == "localhost" and target.port == 8080

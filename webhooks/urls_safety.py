@@ -1,0 +1,115 @@
+"""Is a merchant's webhook URL safe for us to call? (SSRF: a URL must never make our
+servers talk to our own network, the cloud's metadata service, or the loopback.)
+
+`check_webhook_url(url)` parses the URL, resolves its host and returns the one address to
+connect to, or raises `UnsafeWebhookUrl` saying why. It runs at registration and again
+before every attempt (DNS may have changed since), and the delivery connects to the very
+address that was checked, so a name cannot resolve to a public address for the check and
+to an internal one for the connection (DNS rebinding).
+
+Refused unless `WEBHOOK_ALLOW_PRIVATE_URLS` (tests and local work only): plain `http://`,
+and any address that is not globally routable — loopback, private ranges, link-local
+(169.254.0.0/16: the metadata service), carrier-grade NAT, reserved, unspecified,
+multicast — in IPv4 or IPv6 form, including IPv4 addresses carried inside IPv6 ones
+(`::ffff:127.0.0.1`, NAT64 `64:ff9b::/96`, 6to4, Teredo). A name is refused if any of its
+addresses is. No well-kept library does this (advocate, the known one, is unmaintained
+since 2020), hence these few lines on `ipaddress`.
+"""
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+MAX_URL_LENGTH = 2000
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class UnsafeWebhookUrl(Exception):
+    """The URL may not be called; the message says why (shown to the merchant)."""
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    scheme: str
+    host: str  # as written in the URL (the TLS server name and the Host header)
+    port: int
+    path: str  # path and query, as sent in the request line
+    address: str  # the checked address to connect to
+
+
+def check_webhook_url(url: str) -> WebhookTarget:
+    """The address `url` may be delivered to; raises UnsafeWebhookUrl."""
+    allow_private = settings.WEBHOOK_ALLOW_PRIVATE_URLS
+    if len(url) > MAX_URL_LENGTH:
+        raise UnsafeWebhookUrl(f"The URL is longer than {MAX_URL_LENGTH} characters.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeWebhookUrl("The URL is not valid.") from exc
+    schemes = ("https", "http") if allow_private else ("https",)
+    if parts.scheme not in schemes:
+        raise UnsafeWebhookUrl("The URL must start with https://.")
+    if not parts.hostname:
+        raise UnsafeWebhookUrl("The URL has no host.")
+    if parts.username is not None or parts.password is not None:
+        raise UnsafeWebhookUrl("The URL must not contain credentials.")
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise UnsafeWebhookUrl("The URL must not contain spaces or control characters.")
+    port = port or (443 if parts.scheme == "https" else 80)
+    addresses = _resolve(parts.hostname, port)
+    if not allow_private:
+        for address in addresses:
+            reason = internal_address_reason(address)
+            if reason:
+                raise UnsafeWebhookUrl(f"The URL's host resolves to {reason} ({address}); it must be public.")
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    return WebhookTarget(scheme=parts.scheme, host=parts.hostname, port=port, path=path, address=str(addresses[0]))
+
+
+def _resolve(host: str, port: int) -> list:
+    try:
+        return [ipaddress.ip_address(host)]  # a literal address: no DNS
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise UnsafeWebhookUrl(f"The URL's host {host!r} could not be resolved.") from exc
+    addresses = []
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])  # drop an IPv6 zone id
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise UnsafeWebhookUrl(f"The URL's host {host!r} could not be resolved.")
+    return addresses
+
+
+def internal_address_reason(address) -> str | None:
+    """What kind of internal address `address` is, or None for a public one."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            reason = internal_address_reason(embedded)
+            return f"{reason} inside an IPv6 address" if reason else None
+    for kind, test in (
+        ("the loopback", address.is_loopback),
+        ("a link-local address", address.is_link_local),
+        ("a private address", address.is_private),
+        ("an unspecified address", address.is_unspecified),
+        ("a multicast address", address.is_multicast),
+        ("a reserved address", address.is_reserved),
+    ):
+        if test:
+            return kind
+    if not address.is_global:
+        return "a non-public address"
+    return None
