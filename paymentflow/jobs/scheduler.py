@@ -35,16 +35,21 @@ def enabled_jobs() -> dict[str, dict]:
     return {name: job for name, job in settings.SCHEDULED_JOBS.items() if job["every"] > 0}
 
 
-def schedule_tick(*, now=None) -> list[str]:
-    """Fire the jobs that are due; returns the names this worker fired."""
+def scheduler_thread_tick() -> None:
+    """What the worker's scheduler thread runs: a tick on a fresh (or still healthy)
+    connection of its own, never letting an error stop the scheduler."""
     close_old_connections()
     try:
-        return _fire_due_jobs(now or timezone.now())
+        schedule_tick()
+    except Exception:
+        logger.exception("Scheduler tick failed; the next tick tries again")
     finally:
         close_old_connections()
 
 
-def _fire_due_jobs(now) -> list[str]:
+def schedule_tick(*, now=None) -> list[str]:
+    """Fire the jobs that are due; returns the names this worker fired."""
+    now = now or timezone.now()
     jobs = enabled_jobs()
     # A job seen for the first time is due at once.
     ScheduledJob.objects.bulk_create([ScheduledJob(name=name, next_run_at=now) for name in jobs], ignore_conflicts=True)

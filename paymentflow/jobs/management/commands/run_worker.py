@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from paymentflow.jobs.scheduler import schedule_tick
+from paymentflow.jobs.scheduler import scheduler_thread_tick
 
 
 class Command(BaseCommand):
@@ -32,7 +32,7 @@ class Command(BaseCommand):
         scheduler = BackgroundScheduler(timezone=timezone.get_current_timezone())
         if not no_schedule:
             scheduler.add_job(
-                schedule_tick,
+                scheduler_thread_tick,
                 IntervalTrigger(seconds=settings.SCHEDULER_TICK_SECONDS),
                 id="schedule_tick",
                 next_run_time=timezone.now(),
