@@ -109,7 +109,7 @@ def _post(target: WebhookTarget, *, delivery: WebhookDelivery, secret: str) -> A
     }
     options = {
         "port": target.port,
-        "timeout": urllib3.Timeout(connect=settings.WEBHOOK_TIMEOUT_SECONDS, read=settings.WEBHOOK_TIMEOUT_SECONDS),
+        "timeout": urllib3.Timeout(total=settings.WEBHOOK_TIMEOUT_SECONDS),  # connecting and the answer
         "retries": False,
         "maxsize": 1,
     }

@@ -72,20 +72,7 @@ def _run(args, env):
 
 def test_wallet_purchase_end_to_end_on_embedded_sqlite(tmp_path):
     database = tmp_path / "db.sqlite3"
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        # settings/test.py puts DATABASE_URL, REDIS_URL and a secret key into this process's
-        # environment; `make run` has none of them.
-        if not name.startswith(("DATABASE_", "REDIS_", "DJANGO_", "STRIPE_", "PYTEST_"))
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="paymentflow.settings.base",  # manage.py's default, what `make run` uses
-        DJANGO_DEBUG="1",
-        # The project's db.sqlite3 with the embedded defaults, moved into tmp_path.
-        DATABASE_URL=f"sqlite:///{database}",
-        DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1,testserver",  # the test client's host
-    )
+    env = _embedded_env(database)
 
     _run(["manage.py", "migrate", "--noinput"], env)
     summary = json.loads(_run(["-c", SCENARIO], env).strip().splitlines()[-1])
@@ -104,3 +91,73 @@ def test_wallet_purchase_end_to_end_on_embedded_sqlite(tmp_path):
     }
     reconciled = _run(["manage.py", "reconcile_ledger", "--no-progress"], env)
     assert "Ledger reconciles: no drift." in reconciled
+
+
+# A merchant registers a webhook endpoint at the test's receiver, a buyer buys (the
+# event is written by the SQLite form of the INSERT ... SELECT), and prints the secret.
+WEBHOOK_SCENARIO = (
+    SCENARIO.split("buyer = register")[0]
+    + r"""
+import sys
+
+buyer = register("buyer@example.com", "USER")
+merchant = register("merchant@example.com", "MERCHANT")
+_, endpoint = call(merchant, "post", "/webhook-endpoints", {"url": sys.argv[1], "events": ["order.completed"]})
+_, product = call(merchant, "post", "/products", {"name": "Lamp", "price": "25.00", "availableUnits": 10})
+call(buyer, "post", "/wallet/deposit", {"amount": "100.00"})
+_, order = call(buyer, "post", "/orders", {"productId": product["id"], "paymentMethod": "WALLET"})
+print(json.dumps({"secret": endpoint["secret"], "order": order["id"], "endpoint": endpoint["id"]}))
+"""
+)
+
+
+def test_make_run_worker_delivers_and_schedules_on_embedded_sqlite(tmp_path):
+    """What `make run` starts beside the server (`manage.py run_worker`), on SQLite."""
+    from paymentflow.testing.worker import Worker, wait_until
+    from webhooks.tests.receiver import Receiver
+
+    database = tmp_path / "db.sqlite3"
+    env = _embedded_env(database, WEBHOOK_ALLOW_PRIVATE_URLS="1", WORKER_POLL_SECONDS="0.1")
+    _run(["manage.py", "migrate", "--noinput"], env)
+    receiver = Receiver()
+    try:
+        created = json.loads(_run(["-c", WEBHOOK_SCENARIO, receiver.url], env).strip().splitlines()[-1])
+        log = tmp_path / "worker.log"
+        with log.open("ab") as out:
+            process = subprocess.Popen(  # noqa: S603
+                [sys.executable, "manage.py", "run_worker"], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out
+            )
+        worker = Worker(process, log)
+        try:
+            wait_until(lambda: receiver.requests, workers=[worker], what="the sale's webhook")
+            wait_until(
+                lambda: "Scheduled job reconcile_ledger succeeded" in worker.output(),
+                workers=[worker],
+                what="the schedule",
+            )
+        finally:
+            worker.stop()
+        (request,) = receiver.requests
+        event = request.verified(created["secret"])
+        assert (event["type"], event["data"]["order"]["id"]) == ("order.completed", created["order"])
+    finally:
+        receiver.stop()
+
+
+def _embedded_env(database: Path, **extra) -> dict:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        # settings/test.py puts DATABASE_URL, REDIS_URL and a secret key into this process's
+        # environment; `make run` has none of them.
+        if not name.startswith(("DATABASE_", "REDIS_", "DJANGO_", "STRIPE_", "PYTEST_", "WEBHOOK_", "SCHEDULE"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="paymentflow.settings.base",  # manage.py's default, what `make run` uses
+        DJANGO_DEBUG="1",
+        # The project's db.sqlite3 with the embedded defaults, moved into tmp_path.
+        DATABASE_URL=f"sqlite:///{database}",
+        DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1,testserver",  # the test client's host
+        **extra,
+    )
+    return env

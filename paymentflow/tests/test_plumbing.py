@@ -47,6 +47,19 @@ class TestErrorEnvelope:
         assert json.loads(response.content)["code"] == "CSRF_FAILED"
         assert csrf_failure(rf.post("/admin/login/"))["Content-Type"].startswith("text/html")
 
+    @pytest.mark.parametrize("host", ["N$UI", "evil.example.com"])
+    def test_a_bad_or_unknown_host_header_is_the_envelope(self, merchant_client, settings, host):
+        """Refused before any view (Django's DisallowedHost): found by the fuzzing of
+        PATCH /webhook-endpoints/{id}, which sent `Host: N$UI` and got Django's HTML 400."""
+        settings.ALLOWED_HOSTS = ["testserver"]
+        response = merchant_client.patch(
+            "/api/v1/webhook-endpoints/14abf641-0608-41c3-bdfa-bf75849da865", {}, HTTP_HOST=host
+        )
+        body = envelope(response, 400, "BAD_REQUEST")
+        assert host not in body["message"]
+        page = APIClient().get("/admin/login/", HTTP_HOST=host)
+        assert page.status_code == 400 and page["Content-Type"].startswith("text/html")  # not an API path
+
     def test_wrong_method_is_405(self, buyer_client):
         body = envelope(buyer_client.delete("/api/v1/auth/me"), 405, "METHOD_NOT_ALLOWED")
         assert body["error"] == "Method Not Allowed"

@@ -175,3 +175,20 @@ class TestReadUpdateDelete:
         assert body["meta"]["total"] == 1
         assert merchant_client.get(f"{ENDPOINTS}/{endpoint.pk}/deliveries").json()["meta"]["total"] == 2
         assert_error(merchant_client.get(f"{ENDPOINTS}/{endpoint.pk}/deliveries?status=LOST"), 400, "VALIDATION_ERROR")
+
+
+class TestQueryBudgets:
+    """Counted with the token's user; lists do not grow with their page."""
+
+    def test_lists(self, merchant, merchant_client, django_assert_max_num_queries):
+        endpoint = WebhookEndpointFactory(merchant=merchant)
+        WebhookEndpointFactory.create_batch(5, merchant=merchant)
+        for n in range(5):
+            WebhookDelivery.objects.create(
+                endpoint=endpoint, event_id=MerchantFactory().pk, event_type="order.completed", payload="{}",
+                status="SUCCEEDED", attempts=1, created_at=endpoint.created_at, updated_at=endpoint.created_at,
+            )  # fmt: skip
+        with django_assert_max_num_queries(3):
+            assert len(merchant_client.get(ENDPOINTS).json()["data"]) == 6
+        with django_assert_max_num_queries(4):
+            assert len(merchant_client.get(f"{ENDPOINTS}/{endpoint.pk}/deliveries").json()["data"]) == 5
