@@ -21,40 +21,33 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be 1 or 0, got {raw!r}.")
 
 
-def env_int(name: str, default: int) -> int:
+def _parsed(name: str, default, parse, expected: str):
+    """`parse` of the variable's value, `default` when it is unset or empty."""
     raw = env(name, "")
     if raw == "":
         return default
     try:
-        return int(raw)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}.") from exc
+        return parse(raw)
+    except (ValueError, InvalidOperation) as exc:
+        raise ImproperlyConfigured(f"{name} must be {expected}, got {raw!r}.") from exc
+
+
+def env_int(name: str, default: int) -> int:
+    return _parsed(name, default, int, "an integer")
 
 
 def env_seconds(name: str, default: float) -> float:
     """A duration in seconds, > 0 (fractions allowed: tests use short ones)."""
-    raw = env(name, "")
-    if raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be a number of seconds, got {raw!r}.") from exc
+    value = _parsed(name, default, float, "a number of seconds")
     if not 0 < value < float("inf"):
-        raise ImproperlyConfigured(f"{name} must be above 0 seconds, got {raw!r}.")
+        raise ImproperlyConfigured(f"{name} must be above 0 seconds, got {value}.")
     return value
 
 
 def env_decimal(name: str, default: Decimal) -> Decimal:
-    raw = env(name, "")
-    if raw == "":
-        return default
-    try:
-        value = Decimal(raw)
-    except InvalidOperation as exc:
-        raise ImproperlyConfigured(f"{name} must be a decimal amount, got {raw!r}.") from exc
+    value = _parsed(name, default, Decimal, "a decimal amount")
     if not value.is_finite() or value <= 0:
-        raise ImproperlyConfigured(f"{name} must be a positive amount, got {raw!r}.")
+        raise ImproperlyConfigured(f"{name} must be a positive amount, got {value}.")
     return value.quantize(Decimal("0.01"))
 
 

@@ -118,3 +118,56 @@ def test_top_ups_are_listed_read_only_and_searchable(admin_client, buyer, mercha
     page = admin_client.get(f"/admin/wallets/topup/{mine.pk}/change/")
     assert page.status_code == 200 and 'name="status"' not in page.content.decode()
     assert admin_client.get("/admin/wallets/topup/add/").status_code == 403
+
+
+# --- merchant webhooks (outbound) ---------------------------------------------------------
+
+DELIVERIES = "/admin/webhooks/webhookdelivery/"
+
+
+def make_delivery(status: str, **fields):
+    from django.utils import timezone
+
+    from webhooks.models import WebhookDelivery
+    from webhooks.tests.factories import WebhookEndpointFactory
+
+    endpoint = WebhookEndpointFactory()
+    now = timezone.now()
+    return WebhookDelivery.objects.create(
+        endpoint=endpoint, event_id=endpoint.pk, event_type="order.completed", payload='{"id":"e","type":"x"}',
+        status=status, attempts=fields.pop("attempts", 8), created_at=now, updated_at=now, **fields,
+    )  # fmt: skip
+
+
+def test_deliveries_are_read_only_and_show_the_payload_never_the_secret(admin_client):
+    delivery = make_delivery("FAILED", last_status_code=500, last_error="", response_excerpt="boom")
+    listing = admin_client.get(DELIVERIES, {"status__exact": "FAILED"})
+    assert listing.status_code == 200 and str(delivery.event_id) in listing.content.decode()
+    page = admin_client.get(f"{DELIVERIES}{delivery.pk}/change/").content.decode()
+    assert "boom" in page and "&quot;type&quot;: &quot;x&quot;" in page and 'name="_save"' not in page
+    endpoint_page = admin_client.get(f"/admin/webhooks/webhookendpoint/{delivery.endpoint_id}/change/")
+    assert endpoint_page.status_code == 200 and delivery.endpoint.secret not in endpoint_page.content.decode()
+
+
+def test_retry_now_needs_its_permission_and_retries_failed_ones(staff, django_capture_on_commit_callbacks):
+    from django_tasks_db.models import DBTaskResult
+
+    failed, delivered = make_delivery("FAILED"), make_delivery("SUCCEEDED")
+    clerk = User.objects.create_user(email="clerk@example.com", password="x" * 12, is_staff=True)
+    clerk.user_permissions.add(Permission.objects.get(codename="view_webhookdelivery"))
+    client = Client()
+    client.force_login(clerk)
+    action = {"action": "retry_now", "_selected_action": [failed.pk, delivered.pk]}
+    client.post(DELIVERIES, action)
+    failed.refresh_from_db()
+    assert failed.status == "FAILED"  # no permission: the action is not offered
+
+    clerk.user_permissions.add(Permission.objects.get(codename="retry_webhookdelivery"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(DELIVERIES, action, follow=True)
+    assert "Retrying 1 delivery(ies) now." in response.content.decode()
+    assert "Skipped 1" in response.content.decode()
+    failed.refresh_from_db()
+    delivered.refresh_from_db()
+    assert (failed.status, failed.next_attempt_at is not None, delivered.status) == ("PENDING", True, "SUCCEEDED")
+    assert [t.args_kwargs["args"] for t in DBTaskResult.objects.all()] == [[str(failed.pk)]]
