@@ -5,7 +5,7 @@ test's database (which must be `transactional_db`, so they see its committed row
         ...
         workers[0].kill()  # SIGKILL, mid-task
 
-Each child gets the test settings with DATABASE_URL pointing at the test database, the
+The workers have all started polling when the block begins. Each child gets the test settings with DATABASE_URL pointing at the test database, the
 run's TEST_RUN_ID (so its Redis keys are this run's), short poll and tick intervals, and
 every scheduled job off unless the test turns it on (`SCHEDULE_<JOB>_SECONDS`). Its output
 goes to a file under `tmp_dir`, shown when a test fails through `logs()`.
@@ -77,6 +77,8 @@ def worker_processes(count: int, *, tmp_dir: Path, **overrides: str) -> Iterator
     try:
         for index in range(count):
             workers.append(start_worker(manage, env, tmp_dir / f"worker-{index}.log"))
+        for worker in workers:  # all of them polling before the test goes on
+            wait_until(lambda w=worker: "Starting worker" in w.output(), workers=workers, what="the workers to start")
         yield workers
     finally:
         for worker in workers:
