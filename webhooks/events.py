@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -53,6 +54,8 @@ def webhook_event_record(*, merchant_id, event_type: str, subject) -> list:
     in the caller's transaction; returns their ids."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
+    if not connection.in_atomic_block:  # the outbox promise needs the caller's transaction
+        raise TransactionManagementError("webhook_event_record must run in the transaction of the change")
     kind = event_type.split(".", 1)[0]
     now = timezone.now()
     event_id = uuid.uuid4()

@@ -143,3 +143,14 @@ def test_each_delivery_is_kicked_after_the_commit(merchant, sale, django_capture
 def test_no_endpoint_no_row(sale):
     sale()
     assert not WebhookDelivery.objects.exists()
+
+
+def test_recording_outside_a_transaction_is_refused(transactional_db, merchant):
+    from django.db.transaction import TransactionManagementError
+
+    from webhooks.events import webhook_event_record
+
+    WebhookEndpointFactory(merchant=merchant)
+    with pytest.raises(TransactionManagementError):
+        webhook_event_record(merchant_id=merchant.pk, event_type="order.completed", subject=OrderFactory())
+    assert not WebhookDelivery.objects.exists()
