@@ -1,14 +1,15 @@
 """Real background workers for tests: `manage.py run_worker` in child processes, on this
 test's database (which must be `transactional_db`, so they see its committed rows).
 
-    with worker_processes(2, WEBHOOK_LEASE_SECONDS="2") as workers:
+    with worker_processes(2, tmp_dir=tmp_path, WEBHOOK_LEASE_SECONDS="2") as workers:
         ...
         workers[0].kill()  # SIGKILL, mid-task
 
-The workers have all started polling when the block begins. Each child gets the test settings with DATABASE_URL pointing at the test database, the
-run's TEST_RUN_ID (so its Redis keys are this run's), short poll and tick intervals, and
-every scheduled job off unless the test turns it on (`SCHEDULE_<JOB>_SECONDS`). Its output
-goes to a file under `tmp_dir`, shown when a test fails through `logs()`.
+The workers have all started polling when the block begins. Each child gets the test
+settings with DATABASE_URL pointing at the test database, the run's TEST_RUN_ID (so its
+Redis keys are this run's), short poll and tick intervals, and every scheduled job off
+unless the test turns it on (`SCHEDULE_<JOB>_SECONDS`). Its output goes to a file under
+`tmp_dir`, shown when a wait fails.
 """
 
 from __future__ import annotations
