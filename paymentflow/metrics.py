@@ -78,19 +78,22 @@ THROTTLED_REQUESTS = Counter(
     "Requests refused 429 by a throttle, by scope.",
     ["scope"],
 )
-# Ready for the merchant webhook deliveries (issue 15): count each attempt's outcome with
-# `webhook_delivery_attempted(outcome=...)` (succeeded, retrying, failed).
+# Counted by the worker (webhooks.delivery), served by its own endpoint (run_worker).
 WEBHOOK_DELIVERIES = Counter(
     "paymentflow_webhook_deliveries",
     "Merchant webhook delivery attempts by outcome: succeeded, retrying, failed (given up).",
     ["outcome"],
 )
-# Ready for a reconcile run inside a process that is scraped (the worker of issue 15):
-# `reconcile_drift_found(check=..., count=...)`.
+# Counted by reconcile_ledger (in the worker when the schedule runs it).
 RECONCILE_DRIFT = Counter(
     "paymentflow_reconcile_drift",
     "Drifts found by reconcile_ledger runs, by check (balances, chains, journals, zero-sum, stock, ...).",
     ["check"],
+)
+SCHEDULED_JOB_RUNS = Counter(
+    "paymentflow_scheduled_job_runs",
+    "Runs of scheduled jobs by the worker, by job and outcome (succeeded, failed).",
+    ["job", "outcome"],
 )
 
 
@@ -145,6 +148,10 @@ def webhook_delivery_attempted(*, outcome: str) -> None:
 
 def reconcile_drift_found(*, check: str, count: int = 1) -> None:
     RECONCILE_DRIFT.labels(check).inc(count)
+
+
+def scheduled_job_ran(*, job: str, succeeded: bool) -> None:
+    SCHEDULED_JOB_RUNS.labels(job, "succeeded" if succeeded else "failed").inc()
 
 
 # --- The endpoint ------------------------------------------------------------------------------------

@@ -46,6 +46,13 @@ def test_the_app_scales_behind_the_balancer_and_reaches_postgresql_through_pgbou
     assert "worker" in services
 
 
+def test_the_worker_runs_by_default_and_is_scraped_on_its_own_port(services):
+    worker = services["worker"]
+    assert worker["command"] == ["python", "manage.py", "run_worker"] and "profiles" not in worker
+    assert worker["environment"]["WORKER_METRICS_PORT"] == "9100" and "ports" not in worker
+    assert worker["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+
+
 def test_haproxy_checks_readyz_on_every_replica(services):
     config = mounted(services["balancer"], "/usr/local/etc/haproxy/haproxy.cfg").read_text()
     assert re.search(r"http-check send meth GET uri /readyz .*hdr Host localhost", config)

@@ -32,6 +32,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from standardwebhooks import Webhook
 
+from paymentflow import metrics
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.urls_safety import UnsafeWebhookUrl, WebhookTarget, check_webhook_url
 
@@ -180,6 +181,7 @@ def _record(delivery: WebhookDelivery, result: AttemptResult, *, final: bool = F
         if retry_at is not None:
             webhook_deliveries_kick([delivery.pk], at=retry_at)
         _note_endpoint_health(delivery.endpoint, result, now=now)
+    metrics.webhook_delivery_attempted(outcome=fields.get("status", "retrying").lower())
 
 
 def _note_endpoint_health(endpoint: WebhookEndpoint, result: AttemptResult, *, now) -> None:

@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_tasks import task
 
+from paymentflow import metrics
 from paymentflow.jobs.models import ScheduledJob
 
 logger = logging.getLogger("paymentflow.jobs")
@@ -39,8 +40,9 @@ def run_scheduled_job(name: str) -> str:
 
 def report_job_outcome(*, name: str, succeeded: bool, message: str) -> None:
     """Every run of a scheduled job ends here: logged (a failure, e.g. a reconciliation's
-    drift, at ERROR) and kept on the job's row for the back office. Counters go here too."""
+    drift, at ERROR), counted, and kept on the job's row for the back office."""
     message = message.strip()[:MESSAGE_LIMIT]
+    metrics.scheduled_job_ran(job=name, succeeded=succeeded)
     if succeeded:
         logger.info("Scheduled job %s succeeded: %s", name, message)
     else:

@@ -51,7 +51,6 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_prometheus",
-
     "django_tasks",
     "django_tasks_db",
     "paymentflow.api.apps.ApiConfig",
@@ -357,6 +356,10 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 #: scheduler looks for jobs that are due.
 WORKER_POLL_SECONDS = env_seconds("WORKER_POLL_SECONDS", 1)
 SCHEDULER_TICK_SECONDS = env_seconds("SCHEDULER_TICK_SECONDS", 5)
+#: The worker's own Prometheus endpoint (its webhook, job and drift counters): a port, and
+#: the address to listen on (no token there: keep it on an internal network). 0: none.
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+WORKER_METRICS_ADDRESS = env("WORKER_METRICS_ADDRESS", "127.0.0.1")
 #: The schedule: job name -> what it runs (`command`: a management command, with `args`;
 #: or `callable`: a dotted path) and how often (`every`, seconds; 0 turns the job off).
 #: Each interval can be changed from the environment: SCHEDULE_<JOB NAME>_SECONDS.

@@ -3,7 +3,10 @@
 a worker SIGKILLed in the middle of a burst loses nothing; two workers at once never send
 one event twice."""
 
+import socket
+
 import pytest
+import requests
 
 from catalog.tests.factories import ProductFactory
 from orders import services
@@ -25,6 +28,16 @@ def shop(transactional_db, receiver):
     return endpoint, product, funded_buyer("1000.00")
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def scrape(port: int) -> str:
+    return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+
 def sell(shop, count: int) -> list:
     _, product, buyer = shop
     return [services.order_purchase_with_wallet(buyer=buyer, product_id=product.pk) for _ in range(count)]
@@ -36,9 +49,12 @@ def all_succeeded(expected: int):
 
 def test_make_worker_delivers_a_sale_within_seconds(shop, receiver, client_for, tmp_path):
     endpoint, _, _ = shop
-    with worker_processes(1, tmp_dir=tmp_path) as workers:
+    port = free_port()
+    with worker_processes(1, tmp_dir=tmp_path, WORKER_METRICS_PORT=str(port)) as workers:
         (order,) = sell(shop, 1)
         wait_until(all_succeeded(1), workers=workers, what="the sale's delivery")
+        counted = 'paymentflow_webhook_deliveries_total{outcome="succeeded"} 1.0'
+        wait_until(lambda: counted in scrape(port), workers=workers, what="the worker's metrics")
 
     (request,) = receiver.requests
     event = request.verified(endpoint.secret)

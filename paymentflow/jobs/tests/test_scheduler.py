@@ -8,6 +8,7 @@ import pytest
 from django.core.management import CommandError
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
+from prometheus_client import REGISTRY
 
 from paymentflow.jobs.models import ScheduledJob
 from paymentflow.jobs.scheduler import schedule_tick
@@ -85,6 +86,10 @@ def test_a_reconciliation_drift_fails_the_job_and_is_logged_at_error(db, jobs, c
     schedule_tick()
     wallet = funded_wallet(amount="10.00")
     Wallet.objects.filter(pk=wallet.pk).update(balance="11.00")  # drift: balance != its ledger
+    drifts, failed_runs = (
+        counted("paymentflow_reconcile_drift_total", check="balances"),
+        counted("paymentflow_scheduled_job_runs_total", job="reconcile_ledger", outcome="failed"),
+    )
     with caplog.at_level(logging.ERROR, logger="paymentflow.jobs"), pytest.raises(CommandError, match="Ledger drift"):
         run_scheduled_job.call("reconcile_ledger")
     (record,) = [r for r in caplog.records if r.name == "paymentflow.jobs" and r.levelno >= logging.WARNING]
@@ -92,3 +97,9 @@ def test_a_reconciliation_drift_fails_the_job_and_is_logged_at_error(db, jobs, c
     assert str(wallet.pk) in record.getMessage()
     job = ScheduledJob.objects.get(name="reconcile_ledger")
     assert job.last_succeeded is False and "Ledger drift" in job.last_message
+    assert counted("paymentflow_reconcile_drift_total", check="balances") == drifts + 1
+    assert counted("paymentflow_scheduled_job_runs_total", job="reconcile_ledger", outcome="failed") == failed_runs + 1
+
+
+def counted(sample: str, **labels) -> float:
+    return REGISTRY.get_sample_value(sample, labels) or 0.0

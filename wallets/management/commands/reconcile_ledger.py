@@ -6,8 +6,11 @@ zero, and whatever other apps register), prints a summary, and on any drift rais
 CommandError (exit status 1) listing the problems and the wallets involved.
 """
 
+from collections import Counter
+
 from django.core.management.base import BaseCommand, CommandError
 
+from paymentflow import metrics
 from wallets import reconciliation
 from wallets.models import JournalEntry, LedgerEntry, Wallet
 from wallets.selectors import system_wallet_balances
@@ -42,6 +45,8 @@ class Command(BaseCommand):
         if not problems:
             self.stdout.write(self.style.SUCCESS("Ledger reconciles: no drift."))
             return
+        for check, count in Counter(problem.check for problem in problems).items():
+            metrics.reconcile_drift_found(check=check, count=count)
         for problem in problems[:MAX_LISTED]:
             self.stderr.write(f"  [{problem.check}] {problem.message}")
         if len(problems) > MAX_LISTED:

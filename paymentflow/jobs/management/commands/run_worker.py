@@ -5,7 +5,8 @@ deliveries, scheduled jobs) one at a time, and ticks the schedule (`paymentflow.
 scheduler`) in a background thread. Any number may run at once, on any number of
 machines: each task is claimed by one worker (`SELECT ... FOR UPDATE SKIP LOCKED`) and each
 scheduled firing by one scheduler (a conditional UPDATE). SIGTERM / Ctrl-C finish the
-task in hand, then stop.
+task in hand, then stop. With WORKER_METRICS_PORT it serves its own counters (webhook
+deliveries, scheduled job runs, reconciliation drifts) to Prometheus on that port.
 """
 
 import os
@@ -17,6 +18,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.utils import timezone
+from prometheus_client import start_http_server
 
 from paymentflow.jobs.scheduler import scheduler_thread_tick
 
@@ -40,6 +42,8 @@ class Command(BaseCommand):
                 coalesce=True,
             )
             scheduler.start()
+        if settings.WORKER_METRICS_PORT:
+            start_http_server(settings.WORKER_METRICS_PORT, addr=settings.WORKER_METRICS_ADDRESS)
         self.stdout.write(f"Worker {worker_id}: tasks of every queue" + ("" if no_schedule else ", and the schedule"))
         try:
             call_command(
