@@ -2,34 +2,25 @@
 
 from rest_framework import serializers
 
-from paymentflow.api.serializers import OutputSerializer, QuerySerializer, StrictBooleanField, StrictInputSerializer
+from paymentflow.api.serializers import (
+    OptionalTextField,
+    OutputSerializer,
+    QuerySerializer,
+    StrictBooleanField,
+    StrictInputSerializer,
+)
 from webhooks.models import EVENT_TYPES, WebhookDelivery
 from webhooks.urls_safety import MAX_URL_LENGTH
 
 
-class NullAsEmptyCharField(serializers.CharField):
-    """An optional text field: `null` means empty (clients in TypeScript send null)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(allow_null=True, allow_blank=True, required=False, **kwargs)
-
-    def to_internal_value(self, data):
-        return "" if data is None else super().to_internal_value(data)
-
-    def validate_empty_values(self, data):
-        if data is None:
-            return True, ""
-        return super().validate_empty_values(data)
-
-
 class WebhookEndpointInputSerializer(StrictInputSerializer):
-    """POST body; PATCH uses it with partial=True (plus isActive)."""
+    """An endpoint's fields; when changing one, send only those that change (`isActive` only then)."""
 
     url = serializers.CharField(max_length=MAX_URL_LENGTH, trim_whitespace=False)
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=EVENT_TYPES), required=False, allow_empty=True, max_length=20
     )
-    description = NullAsEmptyCharField(max_length=255)
+    description = OptionalTextField(max_length=255)
     is_active = StrictBooleanField(required=False)
 
     def validate(self, attrs):
@@ -40,8 +31,8 @@ class WebhookEndpointInputSerializer(StrictInputSerializer):
 
 
 class WebhookEndpointSerializer(OutputSerializer):
-    """`endpoint` on the wire (never the secret, except once: WebhookEndpointCreatedSerializer).
-    `disabledReason` says why we turned an endpoint off (every attempt failing for a day)."""
+    """A merchant's webhook endpoint (its secret is shown only when it is created).
+    `disabledReason` says why it was turned off (every attempt failing for a day)."""
 
     id = serializers.UUIDField(read_only=True)
     url = serializers.CharField(read_only=True)
@@ -54,11 +45,13 @@ class WebhookEndpointSerializer(OutputSerializer):
 
 
 class WebhookEndpointCreatedSerializer(WebhookEndpointSerializer):
+    """A newly registered endpoint, with the secret that signs its events: keep it now."""
+
     secret = serializers.CharField(read_only=True)
 
 
 class WebhookDeliverySerializer(OutputSerializer):
-    """`delivery` on the wire."""
+    """One event sent (or to be sent) to an endpoint, and how its attempts went."""
 
     id = serializers.UUIDField(read_only=True)
     event_id = serializers.UUIDField(read_only=True)

@@ -88,7 +88,13 @@ class WebhookEndpointListCreateView(ListAPIView):
             return WebhookEndpoint.objects.none()
         return selectors.webhook_endpoint_list(merchant=self.request.user)
 
-    @extend_schema(operation_id="webhook_endpoints_list", tags=["webhook endpoints"])
+    @extend_schema(
+        operation_id="webhook_endpoints_list",
+        tags=["webhook endpoints"],
+        summary="The caller's webhook endpoints",
+        description="Lists the endpoints the calling merchant registered, newest first, paged (`page`, "
+        "`limit`). Secrets are never shown again after creation.",
+    )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -97,8 +103,10 @@ class WebhookEndpointListCreateView(ListAPIView):
         request=WebhookEndpointInputSerializer,
         responses={201: WebhookEndpointCreatedSerializer},
         tags=["webhook endpoints"],
+        summary="Register a webhook endpoint",
         description=(
-            "`url` must be https:// and resolve to a public address (unless the operator set "
+            "Registers an https URL that receives the merchant's order events, signed per the Standard "
+            "Webhooks specification. `url` must be https:// and resolve to a public address (unless the operator set "
             "`WEBHOOK_ALLOW_PRIVATE_URLS=1`): 400 `WEBHOOK_URL_NOT_ALLOWED` otherwise. `events`: any of "
             + ", ".join(f"`{t}`" for t in EVENT_TYPES)
             + "; empty or absent means all. `secret` is shown here only."
@@ -118,6 +126,9 @@ class WebhookEndpointDetailView(APIView):
         operation_id="webhook_endpoints_retrieve",
         responses={200: WebhookEndpointSerializer},
         tags=["webhook endpoints"],
+        summary="A webhook endpoint",
+        description="Returns one of the caller's endpoints (without its secret), with `disabledReason` when "
+        "it was disabled after failing for a day; another merchant's endpoint does not exist (404).",
     )
     def get(self, request, pk):
         endpoint = selectors.webhook_endpoint_get(merchant=request.user, endpoint_id=pk)
@@ -128,6 +139,9 @@ class WebhookEndpointDetailView(APIView):
         request=WebhookEndpointInputSerializer(partial=True),
         responses={200: WebhookEndpointSerializer},
         tags=["webhook endpoints"],
+        summary="Change a webhook endpoint",
+        description="Changes any of `url`, `events`, `description` and `isActive` (the URL is checked again; "
+        "re-activating a disabled endpoint clears its `disabledReason`).",
     )
     def patch(self, request, pk):
         data = WebhookEndpointInputSerializer(data=request.data, partial=True)
@@ -135,7 +149,14 @@ class WebhookEndpointDetailView(APIView):
         endpoint = endpoints.webhook_endpoint_update(merchant=request.user, endpoint_id=pk, **data.validated_data)
         return Response(WebhookEndpointSerializer(endpoint).data)
 
-    @extend_schema(operation_id="webhook_endpoints_destroy", responses={204: None}, tags=["webhook endpoints"])
+    @extend_schema(
+        operation_id="webhook_endpoints_destroy",
+        responses={204: None},
+        tags=["webhook endpoints"],
+        summary="Delete a webhook endpoint",
+        description="Deletes one of the caller's endpoints with its delivery history: nothing more is sent "
+        "to it, pending retries included.",
+    )
     def delete(self, request, pk):
         endpoints.webhook_endpoint_delete(merchant=request.user, endpoint_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -161,6 +182,9 @@ class WebhookDeliveryListView(ListAPIView):
         operation_id="webhook_endpoints_deliveries",
         parameters=[WebhookDeliveryQuerySerializer],
         tags=["webhook endpoints"],
+        summary="Deliveries to a webhook endpoint",
+        description="Lists the events sent (or to be sent) to one of the caller's endpoints, newest first, "
+        "paged, optionally of one `status` (PENDING, SUCCEEDED, FAILED), with attempts and the last status code.",
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)

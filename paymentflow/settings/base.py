@@ -318,6 +318,12 @@ SPECTACULAR_SETTINGS = {
             "cancels by the buyer, and both sides' order lists.",
         },
         {"name": "webhooks", "description": "Endpoints called by Stripe, not by API clients."},
+        {
+            "name": "webhook endpoints",
+            "description": "Merchants' HTTPS endpoints that receive their order events (`order.completed`, "
+            "`order.refunded`, `order.cancelled`, `order.failed`), signed per the Standard Webhooks "
+            "specification and retried, and the deliveries made to them.",
+        },
     ],
     "ENUM_NAME_OVERRIDES": {},
 }
