@@ -55,7 +55,7 @@ class TestErrorEnvelope:
         response = merchant_client.patch(
             "/api/v1/webhook-endpoints/14abf641-0608-41c3-bdfa-bf75849da865", {}, HTTP_HOST=host
         )
-        body = envelope(response, 400, "BAD_REQUEST")
+        body = envelope(response, 400, "DISALLOWED_HOST")
         assert host not in body["message"]
         page = APIClient().get("/admin/login/", HTTP_HOST=host)
         assert page.status_code == 400 and page["Content-Type"].startswith("text/html")  # not an API path
