@@ -49,9 +49,10 @@ class TestManagePy:
         # The embedded default is the project's db.sqlite3; this test's copy of it lives in tmp_path.
         env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
         assert manage("migrate", "--noinput", env=env).returncode == 0
-        # Not here: collectstatic writes into the checkout, createsuperuser asks questions.
+        # Not here: collectstatic writes into the checkout, createsuperuser asks questions,
+        # run_worker serves until stopped (test_embedded_sqlite runs it on make run's SQLite).
         commands = {"seed_demo": [], **readme_commands()}  # `make run` seeds first
-        for skipped in ("migrate", "collectstatic", "createsuperuser"):
+        for skipped in ("migrate", "collectstatic", "createsuperuser", "run_worker"):
             commands.pop(skipped, None)
         assert {"reconcile_ledger", "purge_idempotency_keys", "expire_pending_orders"} <= set(commands)
         for command, arguments in commands.items():
