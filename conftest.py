@@ -9,7 +9,7 @@ from accounts.services import user_issue_tokens
 from accounts.tests.factories import MerchantFactory, UserFactory
 from paymentflow.testing.isolation import clear_cache, drop_abandoned_test_databases
 
-pytest_plugins = ["paymentflow.testing.fixtures"]
+pytest_plugins = ["paymentflow.testing.fixtures", "payments.testing.fixtures"]
 
 
 def pytest_sessionstart(session):

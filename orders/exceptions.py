@@ -2,7 +2,7 @@
 
 Refusals raised by the services orders call keep their own codes: PRODUCT_NOT_FOUND,
 PRODUCT_UNAVAILABLE, PRODUCT_OUT_OF_STOCK (catalog), INSUFFICIENT_FUNDS, WALLET_LOCKED
-(wallets), GATEWAY_ERROR, GATEWAY_NOT_CONFIGURED (paymentflow.gateway).
+(wallets), GATEWAY_ERROR, GATEWAY_NOT_CONFIGURED (payments.gateway).
 """
 
 from paymentflow.api.exceptions import ApplicationError, ConflictError, NotFoundError

@@ -37,8 +37,9 @@ from orders.exceptions import (
     OwnProduct,
 )
 from orders.models import Order
-from paymentflow import gateway, metrics
+from paymentflow import metrics
 from paymentflow.db import atomic_with_retry, autocommit_with_retry
+from payments import gateway
 from wallets.exceptions import InsufficientFunds, WalletLocked
 from wallets.models import LedgerEntry, SystemAccount, Wallet
 from wallets.services import wallet_get_or_create, wallet_settle, wallet_transfer, wallets_lock_for_users

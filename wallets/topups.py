@@ -35,8 +35,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from paymentflow import gateway
 from paymentflow.api.exceptions import ApplicationError
+from payments import gateway
 from wallets.exceptions import InvalidDepositAmount, WalletLocked
 from wallets.models import SystemAccount, TopUp
 from wallets.services import _require_amount, wallet_deposit, wallet_get_or_create

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from paymentflow.gateway import CheckoutSession
+from payments.gateway import CheckoutSession
 
 logger = logging.getLogger("paymentflow.webhooks")
 

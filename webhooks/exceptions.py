@@ -1,4 +1,4 @@
-"""Refusals of the webhook endpoint (the signature ones live in paymentflow.gateway)."""
+"""Refusals of the webhook endpoint (the signature ones live in payments.gateway)."""
 
 from paymentflow.api.exceptions import ApplicationError
 

@@ -28,8 +28,9 @@ import traceback
 from django.db.models import F
 from django.utils import timezone
 
-from paymentflow import gateway, metrics
+from paymentflow import metrics
 from paymentflow.db import atomic_with_retry
+from payments import gateway
 from webhooks.dispatch import Outcome, dispatch
 from webhooks.exceptions import WebhookProcessingFailed
 from webhooks.models import StripeEvent

@@ -14,7 +14,7 @@ from orders.models import Order
 from orders.tests.factories import funded_buyer
 from orders.tests.utils import balance, books, stock
 from paymentflow.testing.concurrency import Post, post_at_once, run_at_once
-from paymentflow.testing.fake_stripe import FakeStripe
+from payments.testing.fake_stripe import FakeStripe
 from wallets.models import LedgerEntry, Wallet
 from wallets.services import wallet_set_locked
 from wallets.tests.factories import funded_wallet

@@ -14,8 +14,8 @@ from django.utils import timezone
 from orders import services
 from orders.models import Order
 from orders.tests.utils import balance, books, error, order_legs, stock
-from paymentflow.gateway import GatewayError, GatewayNotConfigured
 from paymentflow.testing.concurrency import run_at_once
+from payments.gateway import GatewayError, GatewayNotConfigured
 from wallets.models import JournalEntry, Wallet
 from wallets.selectors import system_wallet_balances
 from wallets.services import wallet_set_locked, wallet_withdraw

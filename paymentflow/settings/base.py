@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "paymentflow.api.apps.ApiConfig",
     "accounts",
+    "payments",
     "wallets",
     "catalog",
     "orders",

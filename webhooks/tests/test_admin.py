@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from accounts.models import User
-from paymentflow.testing.fake_stripe import build_event
+from payments.testing.fake_stripe import build_event
 from wallets.models import TopUp, Wallet
 from wallets.services import wallet_set_locked
 from wallets.tests.factories import TopUpFactory, WalletFactory

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from rest_framework.test import APIClient
 
-from paymentflow.gateway import WEBHOOK_TOLERANCE_SECONDS
 from paymentflow.testing.assertions import ENVELOPE_KEYS
-from paymentflow.testing.fake_stripe import build_event, sign_payload
+from payments.gateway import WEBHOOK_TOLERANCE_SECONDS
+from payments.testing.fake_stripe import build_event, sign_payload
 from wallets.models import TopUp, Wallet
 from wallets.services import wallet_set_locked
 from wallets.tests.factories import TopUpFactory, WalletFactory

@@ -4,7 +4,7 @@ webhook, top-up and gateway-order tests)."""
 from rest_framework.test import APIClient
 
 from paymentflow.testing.concurrency import Post, post_at_once
-from paymentflow.testing.fake_stripe import build_event
+from payments.testing.fake_stripe import build_event
 
 WEBHOOK_URL = "/api/v1/webhooks/stripe"
 

@@ -1,7 +1,7 @@
 """A small fake Stripe API for tests: the real `stripe` SDK is pointed at it.
 
 `FakeStripe` runs a `ThreadingHTTPServer` on a free 127.0.0.1 port and answers, with
-Stripe-shaped JSON, the few endpoints `paymentflow.gateway` calls:
+Stripe-shaped JSON, the few endpoints `payments.gateway` calls:
 
     POST /v1/checkout/sessions              create (validated like Stripe, see below)
     GET  /v1/checkout/sessions/{id}         retrieve

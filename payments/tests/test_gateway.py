@@ -11,15 +11,15 @@ from urllib.parse import urlsplit
 import pytest
 from django.test import override_settings
 
-from paymentflow import gateway
-from paymentflow.gateway import (
+from payments import gateway
+from payments.gateway import (
     CheckoutSession,
     GatewayError,
     GatewayNotConfigured,
     WebhookPayloadInvalid,
     WebhookSignatureInvalid,
 )
-from paymentflow.testing.fake_stripe import build_event, encode_event, parse_form, sign_payload
+from payments.testing.fake_stripe import build_event, encode_event, parse_form, sign_payload
 
 ORDER_ID = "0b7f6a52-4a8e-4c1e-9d55-8f2f0d6c1a11"
 
