@@ -33,6 +33,7 @@ from accounts.models import User
 from paymentflow import metrics
 from paymentflow.db import atomic_with_retry
 from wallets.exceptions import (
+    BalanceLimitExceeded,
     DirectDepositsDisabled,
     InsufficientFunds,
     InvalidDepositAmount,
@@ -43,6 +44,8 @@ from wallets.exceptions import (
 from wallets.models import JournalEntry, LedgerEntry, StaffNote, SystemAccount, Wallet
 
 CENT = Decimal("0.01")
+#: The most a balance column (Decimal(14, 2)) holds.
+MAX_BALANCE = Decimal("999999999999.99")
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ class Movement:
 
 
 def wallet_create(*, user: User) -> Wallet:
-    """The user's wallet; called by `accounts.services.user_register` in its transaction."""
+    """The user's wallet; made when `accounts` says a user registered (`wallets.receivers`),
+    in the registration's transaction."""
     return Wallet.objects.create(user=user, kind=Wallet.Kind.USER, currency=settings.CURRENCY)
 
 
@@ -351,6 +355,8 @@ def _check(legs: list[Leg], locked: dict, *, allow_locked: bool, user_wallets_on
         wallet = locked.get(leg.wallet_id)
         if wallet is not None and wallet.balance + leg.delta < 0:
             raise InsufficientFunds(required=-leg.delta, available=wallet.balance, currency=wallet.currency)
+        if wallet is not None and wallet.balance + leg.delta > MAX_BALANCE:  # beyond the money column
+            raise BalanceLimitExceeded(maximum=MAX_BALANCE)
 
 
 def _write(

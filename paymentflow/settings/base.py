@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "catalog",
     "orders",
     "webhooks",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -334,9 +335,11 @@ STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = env("STRIPE_API_BASE", "")
 CHECKOUT_EXPIRES_MINUTES = max(30, env_int("CHECKOUT_EXPIRES_MINUTES", 30))
-# A PENDING (card) order older than this is cancelled by `manage.py expire_pending_orders`
-# (its Checkout Session is expired at Stripe first) and its stock released.
-PENDING_ORDER_TIMEOUT_MINUTES = env_int("PENDING_ORDER_TIMEOUT_MINUTES", CHECKOUT_EXPIRES_MINUTES + 5)
+# Open Checkout Sessions one buyer may hold at once (card orders and top-ups together).
+MAX_PENDING_CHECKOUTS = max(1, env_int("MAX_PENDING_CHECKOUTS", 3))
+# A card refund whose outcome at Stripe is unknown is made again by `manage.py
+# sweep_stripe_refunds` once it is this old (seconds).
+REFUND_RETRY_AFTER_SECONDS = env_int("REFUND_RETRY_AFTER_SECONDS", 300)
 CHECKOUT_SUCCESS_URL = env("CHECKOUT_SUCCESS_URL", "http://127.0.0.1:8000/checkout/success")
 CHECKOUT_CANCEL_URL = env("CHECKOUT_CANCEL_URL", "http://127.0.0.1:8000/checkout/cancel")
 

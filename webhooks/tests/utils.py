@@ -40,7 +40,7 @@ def deliver_all_at_once(live_server, deliveries):
 def paid_session_event(fake_stripe, topup, type_="checkout.session.completed"):
     """A paid session for `topup` (made directly, not through our API) and its event."""
     session = {
-        "id": topup.stripe_session_id,
+        "id": topup.payment.stripe_session_id,
         "object": "checkout.session",
         "amount_total": int(topup.amount * 100),
         "currency": topup.currency.lower(),
