@@ -55,7 +55,7 @@ def test_a_lost_refund_answer_then_a_retry_after_stripe_forgot_the_key_refunds_o
     the retry meets `charge_already_refunded`. That is no refusal: Stripe did refund, so the
     order is REFUNDED and the merchant's 40.00 never come back."""
     assert balance(merchant) == D("40.00")
-    fake_stripe.lose_responses("/v1/refunds")
+    fake_stripe.lose_responses("/v1/refunds", method="POST")
     with override_settings(STRIPE_MAX_NETWORK_RETRIES=2):
         error(refund(merchant_client, paid), 502, "GATEWAY_ERROR")
 
@@ -130,7 +130,7 @@ def test_a_dashboard_refund_the_merchant_cannot_cover_is_flagged_for_staff(
 
 
 def test_the_sweep_finishes_a_refund_left_in_progress(fake_stripe, paid, merchant, merchant_client, product, reconcile):
-    fake_stripe.lose_responses("/v1/refunds", n=1)
+    fake_stripe.lose_responses("/v1/refunds", n=1, method="POST")
     error(refund(merchant_client, paid), 502, "GATEWAY_ERROR")
     fake_stripe.forget_idempotency_keys()
 
@@ -154,7 +154,7 @@ def test_the_sweep_finds_a_dashboard_refund_whose_event_was_lost(fake_stripe, pa
 
 
 def test_the_sweep_exits_non_zero_naming_what_it_could_not_settle(fake_stripe, paid, merchant_client):
-    fake_stripe.lose_responses("/v1/refunds", n=1)
+    fake_stripe.lose_responses("/v1/refunds", n=1, method="POST")
     error(refund(merchant_client, paid), 502, "GATEWAY_ERROR")
     fake_stripe.down = True
     with override_settings(REFUND_RETRY_AFTER_SECONDS=0), pytest.raises(CommandError):

@@ -218,7 +218,7 @@ class FakeStripe:
             self._hooks: list[tuple[str, Callable[[], Any]]] = []
             self.hook_results: list[Any] = []
             self._stalls: list[float] = []
-            self._lost: list[tuple[str, int | None]] = []  # (path prefix, answers left to lose or None)
+            self._lost: list[tuple[str, str | None, int | None]] = []  # (path prefix, method, how many or all)
             self.down = False
             self.down_status = 500
 
@@ -245,12 +245,12 @@ class FakeStripe:
         with self._lock:
             self._stalls.extend([seconds] * n)
 
-    def lose_responses(self, path: str, n: int | None = None) -> None:
-        """Requests whose path starts with `path` are handled (objects ARE created, stored
-        under their idempotency key) but the connection is closed before any answer: the
-        next `n` of them, or all of them until `keep_responses()` / `reset()`."""
+    def lose_responses(self, path: str, n: int | None = None, *, method: str | None = None) -> None:
+        """Requests whose path starts with `path` (and of `method`, if given) are handled
+        (objects ARE created, stored under their idempotency key) but the connection is
+        closed before any answer: the next `n` of them, or all until `keep_responses()`."""
         with self._lock:
-            self._lost.append((path, n))
+            self._lost.append((path, method, n))
 
     def keep_responses(self) -> None:
         with self._lock:
@@ -357,7 +357,7 @@ class FakeStripe:
         with self._lock:
             self.requests.append(RecordedRequest(method, path, params, headers, client))
             stall = self._stalls.pop(0) if self._stalls else 0.0
-            if self._take_lost(path):
+            if self._take_lost(method, path):
                 stall = None
             try:
                 if headers.get("authorization") != f"Bearer {self.api_key}":
@@ -391,14 +391,14 @@ class FakeStripe:
             except StripeHTTPError as exc:
                 return exc.status, exc.body, {}, stall
 
-    def _take_lost(self, path: str) -> bool:
-        for index, (prefix, left) in enumerate(self._lost):
-            if path.startswith(prefix):
+    def _take_lost(self, method: str, path: str) -> bool:
+        for index, (prefix, only, left) in enumerate(self._lost):
+            if path.startswith(prefix) and only in (None, method):
                 if left is not None:
                     if left <= 1:
                         del self._lost[index]
                     else:
-                        self._lost[index] = (prefix, left - 1)
+                        self._lost[index] = (prefix, only, left - 1)
                 return True
         return False
 
