@@ -40,6 +40,14 @@ def merchant(db):
 
 
 @pytest.fixture
+def staff(db):
+    """A superuser, for the back-office tests."""
+    from accounts.models import User
+
+    return User.objects.create_superuser("staff@example.com", "StaffPass123!")
+
+
+@pytest.fixture
 def client_for():
     """client_for(user) -> an APIClient sending that user's Bearer access token."""
 

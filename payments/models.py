@@ -107,7 +107,8 @@ class CheckoutPayment(models.Model):
                 name="payment_refunded_has_its_refund",
             ),
             models.CheckConstraint(
-                condition=Q(refund_attempt_started_at=None) | Q(refund_status="PENDING"),
+                # IS NOT NULL: a NULL refund status would make the comparison NULL, which a CHECK lets pass.
+                condition=Q(refund_attempt_started_at=None) | Q(refund_status__isnull=False, refund_status="PENDING"),
                 name="payment_refund_attempt_only_in_progress",
             ),
         ]

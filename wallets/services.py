@@ -308,10 +308,12 @@ def _post(
     user wallet of the legs). Then nothing is locked again and no savepoint is opened: the
     checks raise before anything is written, and the writes join the caller's transaction.
     """
-    assert sum(leg.delta for leg in legs) == 0, "a journal entry's legs must sum to zero"
-    assert all(leg.delta != 0 for leg in legs)
+    # Guards of the ledger's shape: explicit, so that they hold under `python -O` too.
+    if sum(leg.delta for leg in legs) != 0 or any(leg.delta == 0 for leg in legs):
+        raise ValueError("a journal entry's legs are non-zero and sum to zero")
     wallet_ids = [leg.wallet_id for leg in legs]
-    assert len(set(wallet_ids)) == len(wallet_ids), "one leg per wallet"
+    if len(set(wallet_ids)) != len(wallet_ids):
+        raise ValueError("a journal entry has one leg per wallet")
     entry = {
         "legs": legs,
         "description": description,
@@ -431,4 +433,5 @@ def _move_balances(user_legs: dict, now) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         updated = cursor.rowcount
-    assert updated == len(user_legs), "every user wallet of the entry is locked by this transaction"
+    if updated != len(user_legs):  # the transaction rolls back: no balance moves without its leg
+        raise RuntimeError("every user wallet of the entry must be locked by this transaction")

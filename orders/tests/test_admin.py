@@ -17,8 +17,7 @@ CHANGELIST = reverse("admin:orders_order_changelist")
 
 
 @pytest.fixture
-def staff_client(client, django_user_model):
-    staff = django_user_model.objects.create_superuser("staff@example.com", "StaffPass123!")
+def staff_client(client, staff):
     client.force_login(staff)
     return client
 

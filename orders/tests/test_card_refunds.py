@@ -16,7 +16,7 @@ from orders.models import Order
 from orders.tests.utils import ORDERS, balance, card_order, error, pay_by_card, stock
 from wallets.models import Wallet
 from wallets.selectors import system_wallet_balances
-from wallets.services import wallet_withdraw
+from wallets.services import wallet_deposit, wallet_withdraw
 from wallets.tests.factories import WalletFactory
 from webhooks.models import StripeEvent
 from webhooks.tests.utils import deliver
@@ -160,3 +160,38 @@ def test_the_sweep_exits_non_zero_naming_what_it_could_not_settle(fake_stripe, p
     with override_settings(REFUND_RETRY_AFTER_SECONDS=0), pytest.raises(CommandError):
         call_command("sweep_stripe_refunds", stdout=io.StringIO())
     assert Order.objects.get(pk=paid["id"]).status == "COMPLETED"
+
+
+def test_staff_settle_a_flagged_refund_once_the_merchant_can_cover_it(
+    fake_stripe, paid, merchant, product, staff, client, reconcile
+):
+    """The back office shows the flagged card payment (and the order's refund state) and
+    settles it through `payments.services.payment_settle_flagged`."""
+    wallet_withdraw(wallet=Wallet.objects.get(user=merchant), amount=D("30.00"))
+    fake_stripe.refund_in_dashboard(paid["paymentIntent"])
+    deliver(fake_stripe, fake_stripe.charge_event("charge.refunded", paid["paymentIntent"]))
+    payment = Order.objects.get(pk=paid["id"]).payment
+    client.force_login(staff)
+
+    flagged = client.get("/admin/payments/checkoutpayment/", {"needs_attention__exact": "1"})
+    assert [p.pk for p in flagged.context["cl"].result_list] == [payment.pk]
+    order_page = client.get(f"/admin/orders/order/{paid['id']}/change/").content.decode()
+    assert "needs staff" in order_page and merchant.email in order_page
+
+    still_short = client.post(
+        "/admin/payments/checkoutpayment/", {"action": "settle", "_selected_action": [payment.pk]}, follow=True
+    )
+    assert any("insufficient" in str(m).lower() for m in still_short.context["messages"])
+    assert Order.objects.get(pk=paid["id"]).status == "COMPLETED"
+
+    wallet_deposit(wallet=Wallet.objects.get(user=merchant), amount=D("30.00"))
+    settled = client.post(
+        "/admin/payments/checkoutpayment/", {"action": "settle", "_selected_action": [payment.pk]}, follow=True
+    )
+
+    assert any("1 payment(s) settled" in str(m) for m in settled.context["messages"])
+    payment.refresh_from_db()
+    assert payment.refund_status == "SUCCEEDED" and not payment.needs_attention and not payment.attention_reason
+    assert Order.objects.get(pk=paid["id"]).status == "REFUNDED"
+    assert balance(merchant) == D("0.00") and stock(product) == 10 and clearing() == D("0.00")
+    reconcile()

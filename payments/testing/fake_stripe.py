@@ -221,6 +221,7 @@ class FakeStripe:
             self._lost: list[tuple[str, str | None, int | None]] = []  # (path prefix, method, how many or all)
             self.down = False
             self.down_status = 500
+            self.max_page_size = 100  # Stripe's; a test lowers it to see lists paged
 
     # -- failure injection
     def fail_next(
@@ -589,7 +590,8 @@ class FakeStripe:
 
     def _list(self, url: str, objects, params: dict[str, Any]) -> dict[str, Any]:
         """A Stripe list: newest first, `created[gte]` / `created[lte]`, `limit` (default
-        10, at most 100) and `starting_after` paging, as the SDK's auto-paging expects."""
+        10, at most `max_page_size`) and `starting_after` paging, as the SDK's auto-paging
+        expects."""
         created = params.get("created") if isinstance(params.get("created"), dict) else {}
         gte, lte = _int(created.get("gte")), _int(created.get("lte"))
         # `objects` are in creation order (dicts keep it): newest first is the reverse.
@@ -600,7 +602,7 @@ class FakeStripe:
             if params["starting_after"] not in ids:
                 raise StripeHTTPError(400, "Invalid starting_after id.", param="starting_after")
             items = items[ids.index(params["starting_after"]) + 1 :]
-        limit = min(max(_int(params.get("limit")) or 10, 1), 100)
+        limit = min(max(_int(params.get("limit")) or 10, 1), self.max_page_size)
         return {"object": "list", "url": url, "has_more": len(items) > limit, "data": copy.deepcopy(items[:limit])}
 
     def _charge(self, intent: dict[str, Any]) -> dict[str, Any]:
