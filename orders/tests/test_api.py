@@ -278,3 +278,12 @@ class TestQueryBudgets:
             assert client_for(pending.user).post(f"{ORDERS}/{pending.pk}/cancel").status_code == 200
         # cancel: the payment's lock and update, and the order read back after its hook moved it
         assert len(refund) <= 18 and len(cancel) <= 14, (len(refund), len(cancel))
+
+
+def test_the_schema_says_who_may_refund_and_cancel(api_client):
+    """Issue 12.8: the OpenAPI descriptions name who may refund and who may cancel."""
+    paths = api_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["paths"]
+    refund = paths["/api/v1/orders/{id}/refund"]["post"]["description"]
+    cancel = paths["/api/v1/orders/{id}/cancel"]["post"]["description"]
+    assert "may refund it: its buyer gets 403 `PERMISSION_DENIED`" in refund
+    assert "Only the order's buyer may cancel it: its merchant gets 403 `PERMISSION_DENIED`" in cancel
