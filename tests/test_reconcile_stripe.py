@@ -9,15 +9,13 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from catalog.tests.factories import ProductFactory
 from orders.models import Order
-from orders.tests.utils import card_order, pay_by_card
+from orders.tests.utils import card_order, merchant_product, pay_by_card
 from payments import gateway
 from payments.models import CheckoutPayment
 from payments.testing.fake_stripe import build_event
 from wallets.models import SystemAccount, Wallet
 from wallets.services import wallet_settle
-from wallets.tests.factories import WalletFactory
 from webhooks.tests.utils import deliver
 
 pytestmark = pytest.mark.django_db
@@ -26,8 +24,7 @@ D = Decimal
 
 @pytest.fixture
 def product(merchant):
-    WalletFactory(user=merchant)
-    return ProductFactory(merchant=merchant, price=D("20.00"), available_units=50)
+    return merchant_product(merchant, price="20.00", units=50)
 
 
 @pytest.fixture

@@ -13,15 +13,13 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
 
-from catalog.tests.factories import ProductFactory
 from orders import services
 from orders.models import Order
-from orders.tests.utils import balance, card_order, pay_by_card, stock
+from orders.tests.utils import balance, card_order, merchant_product, pay_by_card, stock
 from paymentflow.api.exceptions import ApplicationError
 from paymentflow.testing.concurrency import REQUEST_TIMEOUT, run_at_once
 from payments.sweeps import sweep_stripe_refunds
 from wallets.selectors import system_wallet_balances
-from wallets.tests.factories import WalletFactory
 from webhooks.tests.utils import WEBHOOK_URL, post_raw
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]
@@ -33,8 +31,7 @@ D = Decimal
 def test_a_refund_racing_a_paid_webhook_the_sweep_and_a_second_refund_refunds_once(
     live_server, fake_stripe, buyer_client, merchant, stripe, reconcile
 ):
-    WalletFactory(user=merchant)
-    product = ProductFactory(merchant=merchant, price=D("20.00"), available_units=10)
+    product = merchant_product(merchant, price="20.00")
     order = card_order(buyer_client, product, 2)
     pay_by_card(fake_stripe, order)
     assert balance(merchant) == D("40.00")
@@ -87,8 +84,7 @@ def test_while_a_refund_is_at_stripe_the_others_wait_for_it(fake_stripe, buyer_c
     """The same race with its worst moment pinned: while the first refund's request is at
     Stripe (run from inside the fake's handler), a second refund is 409 REFUND_IN_PROGRESS,
     the sweep leaves the payment to the lease holder, and the paid event again is a no-op."""
-    WalletFactory(user=merchant)
-    product = ProductFactory(merchant=merchant, price=D("20.00"), available_units=10)
+    product = merchant_product(merchant, price="20.00")
     order = card_order(buyer_client, product, 2)
     pay_by_card(fake_stripe, order)
     again = fake_stripe.signed(fake_stripe.session_event("checkout.session.completed", order["stripeSessionId"]))

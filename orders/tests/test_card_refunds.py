@@ -11,13 +11,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from catalog.tests.factories import ProductFactory
 from orders.models import Order
-from orders.tests.utils import ORDERS, balance, card_order, error, pay_by_card, stock
+from orders.tests.utils import ORDERS, balance, card_order, error, merchant_product, pay_by_card, stock
 from wallets.models import Wallet
 from wallets.selectors import system_wallet_balances
 from wallets.services import wallet_deposit, wallet_withdraw
-from wallets.tests.factories import WalletFactory
 from webhooks.models import StripeEvent
 from webhooks.tests.utils import deliver
 
@@ -27,8 +25,7 @@ D = Decimal
 
 @pytest.fixture
 def product(merchant):
-    WalletFactory(user=merchant)
-    return ProductFactory(merchant=merchant, price=D("20.00"), available_units=10)
+    return merchant_product(merchant, price="20.00", units=10)
 
 
 @pytest.fixture

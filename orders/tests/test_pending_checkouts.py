@@ -9,19 +9,16 @@ import pytest
 from django.test import override_settings
 
 from accounts.services import user_issue_tokens
-from catalog.tests.factories import ProductFactory
 from orders.models import Order
-from orders.tests.utils import ORDERS, books, card_order, error, stock
+from orders.tests.utils import ORDERS, books, card_order, error, merchant_product, stock
 from paymentflow.testing.concurrency import Post, post_at_once
-from wallets.tests.factories import WalletFactory
 
 D = Decimal
 
 
 @pytest.fixture
 def product(merchant):
-    WalletFactory(user=merchant)
-    return ProductFactory(merchant=merchant, price=D("1.00"), available_units=1000)
+    return merchant_product(merchant, price="1.00", units=1000)
 
 
 def card(product, quantity=1) -> dict:

@@ -76,3 +76,12 @@ def pay_by_card(fake_stripe, order: dict) -> dict:
     _, response = deliver_session_event(fake_stripe, "checkout.session.completed", session["id"])
     assert response.status_code == 200, response.content
     return session
+
+
+def merchant_product(merchant, *, price: str, units: int = 10):
+    """A product of `merchant`, whose wallet exists (a sale by card credits it)."""
+    from catalog.tests.factories import ProductFactory
+    from wallets.tests.factories import WalletFactory
+
+    WalletFactory(user=merchant)
+    return ProductFactory(merchant=merchant, price=Decimal(price), available_units=units)

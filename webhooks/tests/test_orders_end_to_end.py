@@ -7,14 +7,13 @@ import pytest
 from django.db import connection, transaction
 
 from catalog.models import Product
-from catalog.tests.factories import ProductFactory
 from orders.models import Order
+from orders.tests.utils import merchant_product
 from payments.models import CheckoutPayment
 from payments.services import payment_release
 from wallets.models import LedgerEntry, Wallet
 from wallets.selectors import system_wallet_balances
 from wallets.services import wallet_set_locked
-from wallets.tests.factories import WalletFactory
 from webhooks.models import StripeEvent
 from webhooks.tests.utils import deliver, deliver_all_at_once, deliver_session_event
 
@@ -24,8 +23,7 @@ ORDERS = "/api/v1/orders"
 
 @pytest.fixture
 def product(merchant):
-    WalletFactory(user=merchant)
-    return ProductFactory(merchant=merchant, price=D("25.00"), available_units=10)
+    return merchant_product(merchant, price="25.00", units=10)
 
 
 def order_by_card(client, product, quantity=2):

@@ -9,13 +9,11 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from catalog.tests.factories import ProductFactory
 from orders.models import Order
-from orders.tests.utils import balance, card_order, stock
+from orders.tests.utils import balance, card_order, merchant_product, stock
 from payments import gateway
 from payments.testing.fake_stripe import build_event
 from wallets.models import TopUp
-from wallets.tests.factories import WalletFactory
 from webhooks.models import StripeEvent
 from webhooks.tests.utils import deliver
 
@@ -25,8 +23,7 @@ D = Decimal
 
 @pytest.fixture
 def product(merchant):
-    WalletFactory(user=merchant)
-    return ProductFactory(merchant=merchant, price=D("25.00"), available_units=10)
+    return merchant_product(merchant, price="25.00", units=10)
 
 
 def top_up(client, amount="30.00") -> dict:
