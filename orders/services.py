@@ -445,7 +445,7 @@ def order_refund(*, order_id, merchant: User, reason: str = "") -> Order:
     try:
         payments.payment_refund(payment_id=order.payment_id, reason=_reason(reason))
     except PaymentNotRefundable as exc:
-        raise OrderNotRefundable() from exc
+        raise OrderNotRefundable(exc.message) from exc
     return Order.objects.select_related("product", "payment").get(pk=order.pk)
 
 

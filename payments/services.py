@@ -300,6 +300,8 @@ def _begin_refund(*, payment_id, reason: str) -> CheckoutPayment:
     now = timezone.now()
     if payment.status != Status.SUCCEEDED or payment.refund_status == RefundStatus.SUCCEEDED:
         raise PaymentNotRefundable()
+    if not payment.stripe_payment_intent_id:  # nothing Stripe could refund: checked before anything is held
+        raise PaymentNotRefundable("This card payment has no recorded payment intent to refund.")
     if _lease_is_held(payment, now):
         raise RefundInProgress()
     fields = {}

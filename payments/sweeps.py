@@ -43,7 +43,7 @@ class SweepSummary:
 
     def __str__(self) -> str:
         done = ", ".join(f"{outcome}: {count}" for outcome, count in sorted(self.outcomes.items()))
-        return f"{self.found} found; {done or 'nothing to do'}; {len(self.failed)} failed"
+        return f"{self.found} found; {done or 'nothing to do'}; {len(self.failed)} not settled"
 
 
 def expire_pending_checkouts(*, now=None) -> SweepSummary:

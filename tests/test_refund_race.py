@@ -108,7 +108,7 @@ def test_while_a_refund_is_at_stripe_the_others_wait_for_it(fake_stripe, buyer_c
 
     ((second, swept, paid, status_meanwhile),) = fake_stripe.hook_results
     assert (second, paid, status_meanwhile) == ("REFUND_IN_PROGRESS", 200, "COMPLETED")
-    assert swept == "0 found; nothing to do; 0 failed"  # the lease is held: left to its holder
+    assert swept == "0 found; nothing to do; 0 not settled"  # the lease is held: left to its holder
     assert len(fake_stripe.calls("POST", "/v1/refunds")) == 1 and len(fake_stripe.refunds) == 1
     assert balance(merchant) == D("0.00") and stock(product) == 10
     reconcile()

@@ -192,3 +192,19 @@ def test_staff_settle_a_flagged_refund_once_the_merchant_can_cover_it(
     assert Order.objects.get(pk=paid["id"]).status == "REFUNDED"
     assert balance(merchant) == D("0.00") and stock(product) == 10 and clearing() == D("0.00")
     reconcile()
+
+
+def test_a_card_order_with_no_recorded_payment_intent_is_409_before_anything_is_held(
+    fake_stripe, paid, merchant, merchant_client, product, reconcile
+):
+    """Explicitly checked and refused (it used to pass "" to the gateway and read its
+    ValueError as "no payment"): nothing held, Stripe not asked."""
+    from payments.models import CheckoutPayment
+
+    CheckoutPayment.objects.filter(pk=Order.objects.get(pk=paid["id"]).payment_id).update(stripe_payment_intent_id=None)
+
+    refused = error(refund(merchant_client, paid), 409, "ORDER_NOT_REFUNDABLE")
+
+    assert "no recorded payment intent" in refused["message"]
+    assert balance(merchant) == D("40.00") and not fake_stripe.calls("POST", "/v1/refunds")
+    reconcile()

@@ -60,7 +60,7 @@ class TestSweep:
 
         out = sweep()
 
-        assert out.strip() == "Expired card checkouts: 1 found; expired: 1; 0 failed"
+        assert out.strip() == "Expired card checkouts: 1 found; expired: 1; 0 not settled"
         assert fake_stripe.last("POST", f"{SESSIONS}/{old['stripeSessionId']}/expire")
         assert fake_stripe.sessions[old["stripeSessionId"]]["status"] == "expired"
         topup = TopUp.objects.get(pk=old["id"])
@@ -74,7 +74,7 @@ class TestSweep:
         # Stripe's own expired event, late, changes nothing; a second run finds nothing.
         _, response = deliver_session_event(fake_stripe, "checkout.session.expired", old["stripeSessionId"])
         assert response.status_code == 200 and status(old["id"]) == TopUp.Status.EXPIRED
-        assert sweep().strip() == "Expired card checkouts: 0 found; nothing to do; 0 failed"
+        assert sweep().strip() == "Expired card checkouts: 0 found; nothing to do; 0 not settled"
         reconcile()
 
     def test_paid_at_stripe_is_credited_once_and_the_late_webhooks_add_nothing(
@@ -84,7 +84,7 @@ class TestSweep:
         session = fake_stripe.mark_paid(body["stripeSessionId"])
         age(body["id"])
 
-        assert sweep().strip() == "Expired card checkouts: 1 found; paid: 1; 0 failed"
+        assert sweep().strip() == "Expired card checkouts: 1 found; paid: 1; 0 not settled"
 
         assert status(body["id"]) == TopUp.Status.COMPLETED
         assert payment(body["id"]).stripe_payment_intent_id == session["payment_intent"]
@@ -97,7 +97,7 @@ class TestSweep:
                       "checkout.session.expired"):  # fmt: skip
             _, response = deliver_session_event(fake_stripe, type_, body["stripeSessionId"])
             assert response.status_code == 200
-        assert sweep().strip() == "Expired card checkouts: 0 found; nothing to do; 0 failed"
+        assert sweep().strip() == "Expired card checkouts: 0 found; nothing to do; 0 not settled"
 
         assert status(body["id"]) == TopUp.Status.COMPLETED and balance(buyer) == D("25.50")
         assert deposits_for(body["id"]).count() == 2 and not fake_stripe.refunds
@@ -111,7 +111,7 @@ class TestSweep:
         wallet_set_locked(wallet_ids=[Wallet.objects.get(user=buyer).pk], locked=True)
         age(body["id"])
 
-        assert sweep().strip() == "Expired card checkouts: 1 found; paid_not_applied: 1; 0 failed"  # exits 0
+        assert sweep().strip() == "Expired card checkouts: 1 found; paid_not_applied: 1; 0 not settled"  # exits 0
 
         assert status(body["id"]) == TopUp.Status.FAILED and payment(body["id"]).refund_status == "SUCCEEDED"
         assert payment(body["id"]).stripe_refund_id in fake_stripe.refunds
@@ -126,7 +126,7 @@ class TestSweep:
         fake_stripe.mark_completed_unpaid(body["stripeSessionId"])
         age(body["id"])
 
-        assert sweep().strip() == "Expired card checkouts: 1 found; processing: 1; 0 failed"  # exits 0
+        assert sweep().strip() == "Expired card checkouts: 1 found; processing: 1; 0 not settled"  # exits 0
 
         assert status(body["id"]) == TopUp.Status.PENDING and not deposits_for(body["id"]).exists()
         fake_stripe.mark_async_succeeded(body["stripeSessionId"])
@@ -146,11 +146,11 @@ class TestSweep:
             call_command("expire_pending_checkouts", stdout=out)
 
         assert str(exc_info.value) == f"Not settled (retried next run): {payment(body['id']).pk}"
-        assert out.getvalue().strip() == "Expired card checkouts: 1 found; nothing to do; 1 failed"
+        assert out.getvalue().strip() == "Expired card checkouts: 1 found; nothing to do; 1 not settled"
         assert status(body["id"]) == TopUp.Status.PENDING
 
         fake_stripe.down = False
-        assert sweep().strip() == "Expired card checkouts: 1 found; expired: 1; 0 failed"
+        assert sweep().strip() == "Expired card checkouts: 1 found; expired: 1; 0 not settled"
         reconcile()
 
     def test_one_failure_does_not_stop_the_sweep(self, fake_stripe, buyer, buyer_client, reconcile):
@@ -164,7 +164,7 @@ class TestSweep:
         with pytest.raises(CommandError, match=str(payment(failing["id"]).pk)):
             call_command("expire_pending_checkouts", stdout=out)
 
-        assert out.getvalue().strip() == "Expired card checkouts: 3 found; expired: 1, paid: 1; 1 failed"
+        assert out.getvalue().strip() == "Expired card checkouts: 3 found; expired: 1, paid: 1; 1 not settled"
         assert status(failing["id"]) == TopUp.Status.PENDING
         assert status(paid["id"]) == TopUp.Status.COMPLETED and status(unpaid["id"]) == TopUp.Status.EXPIRED
         assert balance(buyer) == D("2.00")
@@ -290,4 +290,20 @@ def test_two_sweeps_and_the_paid_webhook_at_once_settle_each_top_up_once(fake_st
     assert all(fake_stripe.sessions[b["stripeSessionId"]]["status"] == "expired" for b in unpaid)
     assert all(deposits_for(b["id"]).count() == 2 for b in paid)  # one deposit each
     assert balance(buyer) == D("30.00") and clearing_balance() == D("-30.00") and not fake_stripe.refunds
+    reconcile()
+
+
+@pytest.mark.django_db
+def test_a_lost_async_payment_failure_fails_the_top_up(fake_stripe, buyer, buyer_client, reconcile):
+    """One rule for orders and top-ups: a complete, unpaid session whose delayed payment
+    failed at Stripe (its `async_payment_failed` event lost) is settled from its PaymentIntent."""
+    body = start_topup(buyer_client, "40.00")
+    fake_stripe.mark_completed_unpaid(body["stripeSessionId"])
+    fake_stripe.mark_async_failed(body["stripeSessionId"])
+    age(body["id"])
+
+    assert sweep().strip() == "Expired card checkouts: 1 found; failed: 1; 0 not settled"
+
+    assert status(body["id"]) == TopUp.Status.FAILED and payment(body["id"]).status == "FAILED"
+    assert balance(buyer) == D("0.00") and not deposits_for(body["id"]).exists()
     reconcile()
