@@ -368,3 +368,40 @@ def test_list_costs_the_same_queries_whatever_the_page_size(buyer, buyer_client,
     TopUpFactory.create_batch(30, wallet=wallet)
     with django_assert_num_queries(len(few.captured_queries)):
         assert len(buyer_client.get(URL, {"limit": 33}).json()["data"]) == 33
+
+
+def test_a_refund_made_in_the_dashboard_takes_the_deposit_back(fake_stripe, buyer, buyer_client, reconcile):
+    body = start_topup(buyer_client, "30.00")
+    session = fake_stripe.mark_paid(body["stripeSessionId"])
+    deliver_session_event(fake_stripe, "checkout.session.completed", session["id"])
+    fake_stripe.refund_in_dashboard(session["payment_intent"])
+
+    assert (
+        deliver(fake_stripe, fake_stripe.charge_event("charge.refunded", session["payment_intent"])).status_code == 200
+    )
+
+    topup = TopUp.objects.select_related("payment").get(pk=body["id"])
+    assert topup.status == TopUp.Status.REFUNDED and topup.payment.refund_status == "SUCCEEDED"
+    assert Wallet.objects.get(user=buyer).balance == D("0.00") and clearing_balance() == D("0.00")
+    assert sorted(deposits_for(topup.pk).filter(wallet__user=buyer).values_list("type", flat=True)) == [
+        "DEPOSIT",
+        "REFUND",
+    ]
+    reconcile()
+
+
+def test_a_dashboard_refund_of_money_already_spent_is_flagged_for_staff(fake_stripe, buyer, buyer_client, reconcile):
+    from wallets.services import wallet_withdraw
+
+    body = start_topup(buyer_client, "30.00")
+    session = fake_stripe.mark_paid(body["stripeSessionId"])
+    deliver_session_event(fake_stripe, "checkout.session.completed", session["id"])
+    wallet_withdraw(wallet=Wallet.objects.get(user=buyer), amount=D("25.00"))
+    fake_stripe.refund_in_dashboard(session["payment_intent"])
+
+    deliver(fake_stripe, fake_stripe.charge_event("charge.refunded", session["payment_intent"]))
+
+    topup = TopUp.objects.select_related("payment").get(pk=body["id"])
+    assert topup.status == TopUp.Status.COMPLETED and topup.payment.needs_attention
+    assert buyer.email in topup.payment.attention_reason and Wallet.objects.get(user=buyer).balance == D("5.00")
+    reconcile()
