@@ -342,6 +342,8 @@ def payment_refund_resume(*, payment_id, busy_ok: bool = False) -> CheckoutPayme
     """Make a PENDING refund (an unapplied payment's, or one whose outcome is unknown) at
     Stripe. A refund being made right now by someone else: RefundInProgress, or, with
     `busy_ok`, the payment as it is (that attempt, or the sweep, settles it)."""
+    if not gateway.is_configured():
+        raise gateway.GatewayNotConfigured()  # before the lease is taken
     payment = _take_lease(payment_id=payment_id)
     if payment is None:
         current = CheckoutPayment.objects.get(pk=payment_id)

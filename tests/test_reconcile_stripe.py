@@ -140,3 +140,11 @@ def test_a_refund_in_progress_and_a_flagged_payment_are_reported_until_settled(b
 
     call_command("sweep_stripe_refunds", stdout=io.StringIO())  # Stripe's refund, found
     assert "agree with Stripe" in reconcile_stripe()
+
+
+def test_without_stripe_configured_only_our_side_is_checked(db, buyer):
+    from payments.tests.factories import CheckoutPaymentFactory
+
+    assert "agree with Stripe" in reconcile_stripe()  # nothing taken by card: nothing to compare
+    CheckoutPaymentFactory(payer=buyer, stripe_session_id="cs_test_somewhere")
+    assert "[not compared] Stripe is not configured: 1 card payment(s)" in drift()
