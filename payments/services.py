@@ -434,6 +434,13 @@ def _settle_refunds(
     now = timezone.now()
     fields = {"refund_attempt_started_at": None} if (attempted or refused) else {}
     hooks = hooks_for(payment.kind)
+    if payment.refund_status == RefundStatus.SUCCEEDED and refunded < paid:
+        # A refund we recorded that Stripe no longer counts (it failed, or was canceled, later):
+        # the buyer may not have the money. Never dropped: staff decide.
+        states = ", ".join(f"{r.id} {r.status}" for r in refunds) or "none"
+        if not payment.needs_attention:
+            return _flag(payment, f"Refund {payment.stripe_refund_id} was recorded, but Stripe shows: {states}.")
+        return payment
     if refunded >= paid and refunded > 0:
         if payment.refund_status == RefundStatus.SUCCEEDED:
             return _change(payment, **fields) if fields else payment

@@ -208,3 +208,20 @@ def test_a_card_order_with_no_recorded_payment_intent_is_409_before_anything_is_
     assert "no recorded payment intent" in refused["message"]
     assert balance(merchant) == D("40.00") and not fake_stripe.calls("POST", "/v1/refunds")
     reconcile()
+
+
+def test_a_refund_that_fails_at_stripe_after_we_recorded_it_is_flagged_for_staff(
+    fake_stripe, paid, merchant_client, reconcile
+):
+    """Stripe may report a refund failed after it succeeded (`refund.failed`, e.g. the card
+    was closed): the buyer may not have the money, so it is never dropped silently."""
+    assert refund(merchant_client, paid).status_code == 200
+    payment = Order.objects.get(pk=paid["id"]).payment
+    fake_stripe.refunds[payment.stripe_refund_id]["status"] = "failed"
+
+    assert deliver(fake_stripe, fake_stripe.refund_event("refund.failed", payment.stripe_refund_id)).status_code == 200
+
+    payment.refresh_from_db()
+    assert payment.needs_attention and "failed" in payment.attention_reason
+    assert payment.refund_status == "SUCCEEDED"  # the books stand until staff decide
+    reconcile()
