@@ -9,7 +9,7 @@ from accounts.services import user_issue_tokens
 from accounts.tests.factories import MerchantFactory, UserFactory
 from paymentflow.testing.isolation import clear_cache, drop_abandoned_test_databases
 
-pytest_plugins = ["paymentflow.testing.fixtures"]
+pytest_plugins = ["paymentflow.testing.fixtures", "payments.testing.fixtures"]
 
 
 def pytest_sessionstart(session):
@@ -37,6 +37,14 @@ def buyer(db):
 @pytest.fixture
 def merchant(db):
     return MerchantFactory()
+
+
+@pytest.fixture
+def staff(db):
+    """A superuser, for the back-office tests."""
+    from accounts.models import User
+
+    return User.objects.create_superuser("staff@example.com", "StaffPass123!")
 
 
 @pytest.fixture

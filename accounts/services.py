@@ -11,7 +11,7 @@ from rest_framework_simplejwt.utils import aware_utcnow, datetime_from_epoch, da
 from accounts.emails import InvalidEmail, normalize_email
 from accounts.exceptions import EmailTaken, InvalidCredentials, TokenNotValid
 from accounts.models import User
-from wallets.services import wallet_create
+from accounts.signals import user_registered
 
 
 def user_register(*, email: str, password: str, role: str, first_name: str = "", last_name: str = "") -> User:
@@ -24,7 +24,7 @@ def user_register(*, email: str, password: str, role: str, first_name: str = "",
             user = User(email=email, role=role, first_name=first_name, last_name=last_name)
             user.set_password(password)
             user.save()
-            wallet_create(user=user)
+            user_registered.send(sender=User, user=user)  # wallets create the user's wallet
     except IntegrityError as exc:  # two registrations of one email at the same moment
         raise EmailTaken() from exc
     return user

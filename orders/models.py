@@ -5,12 +5,13 @@ changes `status`):
 
     PENDING ──► COMPLETED ──► REFUNDED
        │
-       ├──► FAILED      (gateway payment failed / Stripe unreachable / paid but the
-       │                 merchant's wallet is locked: refunded; stock released)
-       └──► CANCELLED   (buyer cancel, session expired, expire_pending_orders; stock released)
+       ├──► FAILED      (the card payment failed, Stripe could not open the checkout, or it
+       │                 was paid but could not be applied: refunded; stock released)
+       └──► CANCELLED   (the buyer's cancel, the session expired; stock released)
 
 A WALLET order is born COMPLETED (one transaction); a GATEWAY order is born PENDING with
-its stock reserved, and a paid Checkout Session completes it.
+its stock reserved and its `payment` (a `payments.CheckoutPayment`, which holds everything
+Stripe), and its payment's hooks move it on (`orders.services`, "card orders").
 """
 
 import uuid
@@ -63,20 +64,11 @@ class Order(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     payment_method = models.CharField(max_length=16, choices=PaymentMethod.choices)
 
-    # Stripe (GATEWAY orders only)
-    stripe_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
-    stripe_payment_intent_id = models.CharField(max_length=255, null=True, blank=True)
-    checkout_url = models.URLField(max_length=2048, null=True, blank=True)
-    checkout_expires_at = models.DateTimeField(null=True, blank=True)
-    stripe_refund_id = models.CharField(max_length=255, null=True, blank=True)
-    # A payment that was not applied (it arrived for a CANCELLED / FAILED order, or the
-    # merchant's wallet was locked) must go back to the card: set under the order lock,
-    # cleared when the Stripe refund is recorded in `stripe_refund_id`
-    # (`orders.services.order_refund_unapplied_payment`).
-    refund_required = models.BooleanField(default=False)
-    # Set when a gateway refund has debited the merchant and the Stripe refund is not yet
-    # confirmed: the money is held, a retry resumes the refund instead of debiting again.
-    refund_requested_at = models.DateTimeField(null=True, blank=True)
+    # GATEWAY orders only: the Checkout payment (session, payment intent, refund). Unique
+    # through a partial index (Meta), so a wallet order writes no index entry for it.
+    payment = models.ForeignKey(
+        "payments.CheckoutPayment", on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
 
     failure_reason = models.CharField(max_length=500, null=True, blank=True)
     refund_reason = models.CharField(max_length=500, null=True, blank=True)
@@ -103,17 +95,16 @@ class Order(models.Model):
             ),
             models.CheckConstraint(condition=Q(payment_method__in=["WALLET", "GATEWAY"]), name="order_method_valid"),
             models.CheckConstraint(
-                condition=Q(refund_required=False)
-                | Q(status__in=["FAILED", "CANCELLED"], payment_method="GATEWAY", stripe_refund_id__isnull=True),
-                name="order_refund_required_only_unapplied",
+                condition=Q(payment_method="WALLET", payment=None) | Q(payment_method="GATEWAY", payment__isnull=False),
+                name="order_card_payment_iff_gateway",
+            ),
+            models.UniqueConstraint(
+                fields=["payment"], condition=Q(payment__isnull=False), name="order_one_per_payment"
             ),
         ]
         indexes = [
             models.Index(fields=["user", "-created_at", "-id"], name="order_buyer_history_idx"),
             models.Index(fields=["merchant", "-created_at", "-id"], name="order_merchant_sales_idx"),
-            models.Index(
-                fields=["status", "created_at"], name="order_pending_expiry_idx", condition=Q(status="PENDING")
-            ),
             models.Index(fields=["product", "status"], name="order_product_status_idx"),
         ]
 

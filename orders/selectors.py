@@ -1,5 +1,6 @@
 """Every non-trivial read of orders. Lists join the product (the `order` shape shows its
-id, name and price), so a page is one query whatever its size."""
+id, name and price) and the card payment (session, URL, refund status), so a page is one
+query whatever its size."""
 
 from uuid import UUID
 
@@ -11,7 +12,7 @@ from orders.models import Order
 
 
 def _with_product(qs: QuerySet[Order]) -> QuerySet[Order]:
-    return qs.select_related("product").order_by("-created_at", "-id")
+    return qs.select_related("product", "payment").order_by("-created_at", "-id")
 
 
 def order_list_for_buyer(*, user: User, status: str | None = None, payment_method: str | None = None):
@@ -34,7 +35,9 @@ def order_list_for_merchant(*, merchant: User, status: str | None = None):
 
 def order_get_visible(*, order_id: UUID, user: User) -> Order:
     """An order as its buyer or its merchant sees it; anyone else: 404, never 403."""
-    order = Order.objects.select_related("product").filter(Q(user=user) | Q(merchant=user), pk=order_id).first()
+    order = (
+        Order.objects.select_related("product", "payment").filter(Q(user=user) | Q(merchant=user), pk=order_id).first()
+    )
     if order is None:
         raise OrderNotFound()
     return order

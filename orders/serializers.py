@@ -9,6 +9,7 @@ from paymentflow.api.serializers import (
     StrictInputSerializer,
     StrictIntegerField,
 )
+from payments.models import CheckoutPayment
 
 
 class OrderProductSerializer(OutputSerializer):
@@ -33,8 +34,16 @@ class OrderSerializer(OutputSerializer):
     currency = serializers.CharField(read_only=True)
     status = serializers.ChoiceField(choices=Order.Status.choices, read_only=True)
     payment_method = serializers.ChoiceField(choices=Order.PaymentMethod.choices, read_only=True)
-    stripe_session_id = serializers.CharField(read_only=True, allow_null=True)
-    checkout_url = serializers.URLField(read_only=True, allow_null=True)
+    stripe_session_id = serializers.CharField(source="payment.stripe_session_id", read_only=True, allow_null=True)
+    checkout_url = serializers.URLField(source="payment.checkout_url", read_only=True, allow_null=True)
+    refund_status = serializers.ChoiceField(
+        source="payment.refund_status",
+        choices=CheckoutPayment.RefundStatus.choices,
+        read_only=True,
+        allow_null=True,
+        help_text="Card orders: PENDING while a refund is being made (its outcome at Stripe not yet known; "
+        "the merchant's money is held), SUCCEEDED once Stripe refunded the card; null otherwise.",
+    )
     failure_reason = serializers.CharField(read_only=True, allow_null=True)
     completed_at = serializers.DateTimeField(read_only=True, allow_null=True)
     created_at = serializers.DateTimeField(read_only=True)

@@ -106,11 +106,13 @@ class OrderRefundView(APIView):
         responses={200: OrderSerializer},
         tags=["orders"],
         summary="Refund an order",
-        description="Only the merchant of the order's product may refund it, and only a COMPLETED order "
-        "(else 409 `ORDER_NOT_REFUNDABLE`). The money goes back the way it came (to the buyer's wallet, or "
-        "to the card through Stripe), the stock returns, and the order is REFUNDED. A merchant whose "
-        "wallet no longer holds the amount gets 400 `INSUFFICIENT_FUNDS`. Send an `Idempotency-Key` to "
-        "retry safely.",
+        description="Only the merchant of the order's product may refund it: its buyer gets 403 "
+        "`PERMISSION_DENIED`, anyone else 404. Only a COMPLETED order (else 409 `ORDER_NOT_REFUNDABLE`). The money "
+        "goes back the way it came (to the buyer's wallet, or to the card through Stripe), the stock returns, and "
+        "the order is REFUNDED. A merchant whose wallet no longer holds the amount gets 400 `INSUFFICIENT_FUNDS`. "
+        "A card refund whose outcome at Stripe is unknown is answered 502 and stays in progress (`refundStatus` "
+        "PENDING, the merchant's money held) until a retry or the scheduled sweep learns it from Stripe; another "
+        "refund while one is being made is 409 `REFUND_IN_PROGRESS`. Send an `Idempotency-Key` to retry safely.",
     )
     @idempotent(multi_step=selectors.is_gateway_refund_request)
     def post(self, request, pk):
@@ -127,9 +129,10 @@ class OrderCancelView(APIView):
         responses={200: OrderSerializer},
         tags=["orders"],
         summary="Cancel a pending order",
-        description="Only the order's buyer may cancel it, and only while it is PENDING (an unpaid card "
-        "order; else 409 `ORDER_NOT_CANCELLABLE`). Its Stripe Checkout is closed and the stock returns. "
-        "If Stripe says it was paid meanwhile, the order completes instead and the answer is 409.",
+        description="Only the order's buyer may cancel it: its merchant gets 403 `PERMISSION_DENIED`, anyone else "
+        "404. Only while it is PENDING (an unpaid card order; else 409 `ORDER_NOT_CANCELLABLE`): its Stripe "
+        "Checkout is closed and the stock returns. If Stripe says it was paid meanwhile, the order completes "
+        "instead and the answer is 409, as it is while a delayed payment is still being processed.",
     )
     def post(self, request, pk):
         return Response(OrderSerializer(services.order_cancel(order_id=pk, buyer=request.user)).data)

@@ -84,10 +84,11 @@ WEBHOOK_DELIVERIES = Counter(
     "Merchant webhook delivery attempts by outcome: succeeded, retrying, failed (given up).",
     ["outcome"],
 )
-# Counted by reconcile_ledger (in the worker when the schedule runs it).
+# Counted by reconcile_ledger and reconcile_stripe (in the worker when the schedule runs them).
 RECONCILE_DRIFT = Counter(
     "paymentflow_reconcile_drift",
-    "Drifts found by reconcile_ledger runs, by check (balances, chains, journals, zero-sum, stock, ...).",
+    "Drifts found by reconcile_ledger (by check: balances, chains, journals, zero-sum, stock, ...) and "
+    "reconcile_stripe (check 'stripe: <kind of difference>') runs.",
     ["check"],
 )
 SCHEDULED_JOB_RUNS = Counter(

@@ -229,12 +229,12 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(TopUp)
 class TopUpAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Card top-ups, read-only: they change only through Stripe's webhooks (wallets.topups)."""
+    """Card top-ups, read-only: they change only through their card payment (wallets.topups)."""
 
-    list_display = ["created_at", "user", "amount", "currency", "status", "refund_required", "stripe_session_id"]
-    list_filter = ["status", "refund_required", "created_at"]
-    list_select_related = ["user"]
-    search_fields = ["user__email", "stripe_session_id", "stripe_payment_intent_id", "id"]
+    list_display = ["created_at", "user", "amount", "currency", "status", "payment"]
+    list_filter = ["status", "created_at"]
+    list_select_related = ["user", "payment"]
+    search_fields = ["user__email", "=payment__stripe_session_id", "=payment__stripe_payment_intent_id", "=id"]
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
     fields = [
@@ -245,12 +245,7 @@ class TopUpAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "currency",
         "status",
         "failure_reason",
-        "stripe_session_id",
-        "stripe_payment_intent_id",
-        "checkout_url",
-        "checkout_expires_at",
-        "refund_required",
-        "stripe_refund_id",
+        "payment",
         "completed_at",
         "created_at",
         "updated_at",

@@ -1,4 +1,4 @@
-"""Demo money for `manage.py seed_demo` (called from its `seed_extras` hook)."""
+"""Demo money for `manage.py seed_demo` (demo/)."""
 
 from decimal import Decimal
 

@@ -44,6 +44,13 @@ class InsufficientFunds(ApplicationError):
         )
 
 
+class BalanceLimitExceeded(ApplicationError):
+    code = "BALANCE_LIMIT_EXCEEDED"
+
+    def __init__(self, *, maximum: Decimal):
+        super().__init__(f"A wallet's balance cannot exceed {maximum:.2f}.")
+
+
 class WalletLocked(ForbiddenError):
     code = "WALLET_LOCKED"
     default_message = "This wallet is locked. Contact support."

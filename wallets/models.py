@@ -221,13 +221,14 @@ class LedgerEntry(AppendOnlyModel):
 
 
 class TopUp(models.Model):
-    """A wallet top-up by card through Stripe Checkout (`wallets.topups` holds its services).
+    """A wallet top-up by card through Stripe Checkout (`wallets.topups` holds its services;
+    its `payment`, a `payments.CheckoutPayment`, holds everything Stripe).
 
-    PENDING until a signed webhook says the session is paid (COMPLETED: one DEPOSIT from
-    `stripe:clearing`, reference ("topup", id)), its payment failed (FAILED) or it expired
-    (EXPIRED). A payment that cannot be credited (wallet locked meanwhile, or the top-up no
-    longer PENDING) is refunded through Stripe: `refund_required` is set under the row lock
-    and cleared once `stripe_refund_id` is recorded.
+    PENDING until its payment succeeds (COMPLETED: one DEPOSIT from `stripe:clearing`,
+    reference ("topup", id)), fails (FAILED) or expires (EXPIRED). A payment that cannot be
+    credited (the wallet locked meanwhile, the deposit limit lowered) fails the top-up and
+    is refunded by `payments`. A refund made at Stripe (the Dashboard) takes the money back:
+    REFUNDED.
     """
 
     class Status(models.TextChoices):
@@ -235,6 +236,7 @@ class TopUp(models.Model):
         COMPLETED = "COMPLETED", "Completed"
         FAILED = "FAILED", "Failed"
         EXPIRED = "EXPIRED", "Expired"
+        REFUNDED = "REFUNDED", "Refunded"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="topups")
@@ -242,13 +244,8 @@ class TopUp(models.Model):
     amount = models.DecimalField(**MONEY)
     currency = models.CharField(max_length=3, default=default_currency)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    stripe_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
-    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, default="")
-    checkout_url = models.TextField(blank=True, default="")
-    checkout_expires_at = models.DateTimeField()
+    payment = models.OneToOneField("payments.CheckoutPayment", on_delete=models.PROTECT, related_name="+")
     failure_reason = models.CharField(max_length=255, blank=True, default="")
-    refund_required = models.BooleanField(default=False)
-    stripe_refund_id = models.CharField(max_length=255, blank=True, default="")
     completed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -259,21 +256,13 @@ class TopUp(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="topup_amount_positive"),
             models.CheckConstraint(
-                condition=Q(status="COMPLETED", completed_at__isnull=False)
-                | (~Q(status="COMPLETED") & Q(completed_at__isnull=True)),
-                name="topup_completed_at_iff_completed",
-            ),
-            models.CheckConstraint(
-                condition=~Q(status="COMPLETED") | Q(refund_required=False, stripe_refund_id=""),
-                name="topup_completed_never_refunded",
+                condition=Q(status__in=["COMPLETED", "REFUNDED"], completed_at__isnull=False)
+                | (~Q(status__in=["COMPLETED", "REFUNDED"]) & Q(completed_at__isnull=True)),
+                name="topup_completed_at_iff_credited",
             ),
         ]
         indexes = [
             models.Index(fields=["user", "-created_at"], name="topup_user_created_idx"),
-            # `expire_pending_topups`: the few PENDING rows by session expiry, never the history.
-            models.Index(
-                fields=["checkout_expires_at"], name="topup_pending_expiry_idx", condition=Q(status="PENDING")
-            ),
         ]
 
     def __str__(self) -> str:

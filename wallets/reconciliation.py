@@ -161,12 +161,13 @@ def check_zero_sum(*, progress: Progress = _no_progress) -> list[Problem]:
 @reconciliation_check("topups")
 def check_topups(*, progress: Progress = _no_progress) -> list[Problem]:
     """Each COMPLETED card top-up has exactly one DEPOSIT of its amount into its wallet from
-    `stripe:clearing` (reference ("topup", id)); no other top-up moved money."""
-    credited = {}
-    for reference_id, wallet_id, amount in LedgerEntry.objects.filter(
-        journal__reference_type="topup", type=LedgerEntry.Type.DEPOSIT, wallet__kind=Wallet.Kind.USER
-    ).values_list("journal__reference_id", "wallet_id", "amount"):
-        credited.setdefault(reference_id, []).append((wallet_id, amount))
+    `stripe:clearing` (reference ("topup", id)), a REFUNDED one that DEPOSIT and one REFUND
+    of it; no other top-up moved money."""
+    moved = {}
+    for reference_id, wallet_id, leg_type, amount in LedgerEntry.objects.filter(
+        journal__reference_type="topup", wallet__kind=Wallet.Kind.USER
+    ).values_list("journal__reference_id", "wallet_id", "type", "amount"):
+        moved.setdefault(reference_id, []).append((wallet_id, leg_type, amount))
     clearing_legs = LedgerEntry.objects.filter(journal__reference_type="topup").exclude(
         Q(wallet__kind=Wallet.Kind.USER) | Q(wallet__code=SystemAccount.STRIPE_CLEARING)
     )
@@ -174,14 +175,17 @@ def check_topups(*, progress: Progress = _no_progress) -> list[Problem]:
         Problem("topups", f"journal {journal_id}: a top-up leg on {code}, not {SystemAccount.STRIPE_CLEARING}")
         for journal_id, code in clearing_legs.values_list("journal_id", "wallet__code")
     ]
+    deposit, refund = LedgerEntry.Type.DEPOSIT, LedgerEntry.Type.REFUND
     for pk, wallet_id, amount, status in TopUp.objects.values_list("pk", "wallet_id", "amount", "status").iterator():
-        legs = credited.pop(str(pk), [])
-        if status == TopUp.Status.COMPLETED and legs != [(wallet_id, amount)]:
-            problems.append(Problem("topups", f"top-up {pk} is COMPLETED but credited {legs}", str(wallet_id)))
-        elif status != TopUp.Status.COMPLETED and legs:
-            problems.append(Problem("topups", f"top-up {pk} is {status} but credited {legs}", str(wallet_id)))
-    for reference_id, legs in credited.items():
-        problems.append(Problem("topups", f"deposits {legs} refer to top-up {reference_id}, which does not exist"))
+        legs = sorted(moved.pop(str(pk), []))
+        expected = {
+            TopUp.Status.COMPLETED: [(wallet_id, deposit, amount)],
+            TopUp.Status.REFUNDED: sorted([(wallet_id, deposit, amount), (wallet_id, refund, amount)]),
+        }.get(status, [])
+        if legs != expected:
+            problems.append(Problem("topups", f"top-up {pk} is {status} but moved {legs}", str(wallet_id)))
+    for reference_id, legs in moved.items():
+        problems.append(Problem("topups", f"movements {legs} refer to top-up {reference_id}, which does not exist"))
     return problems
 
 

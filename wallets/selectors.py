@@ -45,5 +45,5 @@ def system_wallet_balances() -> dict[str, Decimal]:
 
 
 def topups_for(*, user: User) -> QuerySet[TopUp]:
-    """The user's card top-ups, newest first (one query per page: nothing is joined)."""
-    return TopUp.objects.filter(user=user).order_by("-created_at", "-pk")
+    """The user's card top-ups, newest first, their card payment joined (one query per page)."""
+    return TopUp.objects.filter(user=user).select_related("payment").order_by("-created_at", "-pk")

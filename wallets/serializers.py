@@ -62,8 +62,9 @@ class TopUpSerializer(serializers.ModelSerializer):
     Stripe's signed webhook says the session is paid."""
 
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
-    stripe_session_id = serializers.CharField(read_only=True, allow_null=True)
-    checkout_url = serializers.CharField(read_only=True, allow_null=True)
+    stripe_session_id = serializers.CharField(source="payment.stripe_session_id", read_only=True, allow_null=True)
+    checkout_url = serializers.CharField(source="payment.checkout_url", read_only=True, allow_null=True)
+    checkout_expires_at = serializers.DateTimeField(source="payment.expires_at", read_only=True)
 
     class Meta:
         model = TopUp
@@ -81,8 +82,3 @@ class TopUpSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
-
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        data["checkout_url"] = data["checkout_url"] or None
-        return data

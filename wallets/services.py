@@ -33,6 +33,7 @@ from accounts.models import User
 from paymentflow import metrics
 from paymentflow.db import atomic_with_retry
 from wallets.exceptions import (
+    BalanceLimitExceeded,
     DirectDepositsDisabled,
     InsufficientFunds,
     InvalidDepositAmount,
@@ -43,6 +44,8 @@ from wallets.exceptions import (
 from wallets.models import JournalEntry, LedgerEntry, StaffNote, SystemAccount, Wallet
 
 CENT = Decimal("0.01")
+#: The most a balance column (Decimal(14, 2)) holds.
+MAX_BALANCE = Decimal("999999999999.99")
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ class Movement:
 
 
 def wallet_create(*, user: User) -> Wallet:
-    """The user's wallet; called by `accounts.services.user_register` in its transaction."""
+    """The user's wallet; made when `accounts` says a user registered (`wallets.receivers`),
+    in the registration's transaction."""
     return Wallet.objects.create(user=user, kind=Wallet.Kind.USER, currency=settings.CURRENCY)
 
 
@@ -304,10 +308,12 @@ def _post(
     user wallet of the legs). Then nothing is locked again and no savepoint is opened: the
     checks raise before anything is written, and the writes join the caller's transaction.
     """
-    assert sum(leg.delta for leg in legs) == 0, "a journal entry's legs must sum to zero"
-    assert all(leg.delta != 0 for leg in legs)
+    # Guards of the ledger's shape: explicit, so that they hold under `python -O` too.
+    if sum(leg.delta for leg in legs) != 0 or any(leg.delta == 0 for leg in legs):
+        raise ValueError("a journal entry's legs are non-zero and sum to zero")
     wallet_ids = [leg.wallet_id for leg in legs]
-    assert len(set(wallet_ids)) == len(wallet_ids), "one leg per wallet"
+    if len(set(wallet_ids)) != len(wallet_ids):
+        raise ValueError("a journal entry has one leg per wallet")
     entry = {
         "legs": legs,
         "description": description,
@@ -351,6 +357,8 @@ def _check(legs: list[Leg], locked: dict, *, allow_locked: bool, user_wallets_on
         wallet = locked.get(leg.wallet_id)
         if wallet is not None and wallet.balance + leg.delta < 0:
             raise InsufficientFunds(required=-leg.delta, available=wallet.balance, currency=wallet.currency)
+        if wallet is not None and wallet.balance + leg.delta > MAX_BALANCE:  # beyond the money column
+            raise BalanceLimitExceeded(maximum=MAX_BALANCE)
 
 
 def _write(
@@ -425,4 +433,5 @@ def _move_balances(user_legs: dict, now) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         updated = cursor.rowcount
-    assert updated == len(user_legs), "every user wallet of the entry is locked by this transaction"
+    if updated != len(user_legs):  # the transaction rolls back: no balance moves without its leg
+        raise RuntimeError("every user wallet of the entry must be locked by this transaction")

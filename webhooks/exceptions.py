@@ -1,4 +1,4 @@
-"""Refusals of the Stripe webhook endpoint (the signature ones live in paymentflow.gateway)
+"""Refusals of the Stripe webhook endpoint (the signature ones live in payments.gateway)
 and of merchants' webhook endpoints."""
 
 from paymentflow.api.exceptions import ApplicationError, ConflictError, NotFoundError

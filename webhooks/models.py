@@ -14,8 +14,10 @@ class StripeEvent(models.Model):
 
     RECEIVED: stored, not yet handled (or being handled right now). PROCESSED: its effect
     took place (at most once). IGNORED: of no interest (another type, another integration's
-    session). FAILED: the handler raised; `last_error` says why, and a later delivery (or
-    the admin's "reprocess" action) handles it again.
+    session). FAILED: the handler raised, or `payments` refused the event (a paid session
+    that is not ours to the cent: nothing moved, what Stripe took was refunded);
+    `last_error` says why, and a later delivery (or the admin's "reprocess") handles it
+    again, which a refused event's refund makes harmless.
     """
 
     class Status(models.TextChoices):

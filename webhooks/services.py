@@ -6,15 +6,18 @@
          the stored row (concurrent inserts of one id: one wins, the others read it).
       3. `stripe_event_process`: one transaction takes the event's row lock
          (`SELECT ... FOR UPDATE`), returns at once if the event is already PROCESSED /
-         IGNORED, else dispatches it (`webhooks.dispatch`) and marks it, all committed
-         together. A second delivery of the same event, even at the same moment, waits
-         for the lock and then finds it done: its effect happens at most once. The order
-         and top-up services are idempotent under their own row locks as well.
-      4. Stripe calls the handlers asked for (refunding a payment that could not be
-         credited) run after the commit, with no lock held. Until they succeed the event
-         stays RECEIVED (its database effect committed, the refund decision recorded on the
-         order or top-up as `refund_required`), so a crash or a Stripe failure in between leaves it to be handled again;
-         the refund's idempotency key makes that safe.
+         IGNORED, else hands it to `payments.events.handle_event` and marks it, all
+         committed together. A second delivery of the same event, even at the same
+         moment, waits for the lock and then finds it done: its effect happens at most
+         once. The payment services are idempotent under the payment's row lock as well.
+      4. The Stripe calls the handler asked for (a refund, asking Stripe which refunds
+         exist) run after the commit, with no lock held. Until they succeed the event stays
+         RECEIVED (its database effect committed, the refund recorded PENDING on the
+         payment), so a crash or a Stripe failure in between leaves it to be handled again;
+         the refund's idempotency key and the check of Stripe's refunds make that safe.
+
+An event that `payments` refuses (a paid session that is not ours to the cent) is marked
+FAILED with the reason in `last_error`, once what Stripe took for it was refunded.
 
 A handler error is logged, the event is marked FAILED with the error (the handler's
 writes are rolled back) and `WebhookProcessingFailed` (500) is raised, so Stripe delivers
@@ -28,9 +31,10 @@ import traceback
 from django.db.models import F
 from django.utils import timezone
 
-from paymentflow import gateway, metrics
+from paymentflow import metrics
 from paymentflow.db import atomic_with_retry
-from webhooks.dispatch import Outcome, dispatch
+from payments import gateway
+from payments.events import Outcome, handle_event
 from webhooks.exceptions import WebhookProcessingFailed
 from webhooks.models import StripeEvent
 
@@ -86,7 +90,7 @@ def _handle_locked(event_id: str) -> tuple[StripeEvent, Outcome]:
     if event.is_done:
         metrics.stripe_event_handled(event_type=event.type, outcome="duplicate")
         return event, Outcome(event.status == StripeEvent.Status.PROCESSED, "already handled")
-    outcome = dispatch(event.payload)
+    outcome = handle_event(event.payload)
     event.attempts += 1
     event.last_error = ""
     if outcome.after_commit:  # done only once those succeed (see _mark_handled)
@@ -98,7 +102,11 @@ def _handle_locked(event_id: str) -> tuple[StripeEvent, Outcome]:
 
 
 def _finish(event: StripeEvent, outcome: Outcome) -> StripeEvent:
-    event.status = StripeEvent.Status.PROCESSED if outcome.handled else StripeEvent.Status.IGNORED
+    if outcome.rejected:
+        event.status = StripeEvent.Status.FAILED
+        event.last_error = f"Refused: {outcome.rejected}"[:MAX_ERROR_LENGTH]
+    else:
+        event.status = StripeEvent.Status.PROCESSED if outcome.handled else StripeEvent.Status.IGNORED
     event.outcome = outcome.note[:255]
     event.processed_at = timezone.now()
     event.save(update_fields=["status", "outcome", "attempts", "last_error", "processed_at"])

@@ -9,12 +9,14 @@ import factory
 from accounts.tests.factories import UserFactory
 from catalog.tests.factories import ProductFactory
 from orders.models import Order
+from payments.tests.factories import CheckoutPaymentFactory
 from wallets.tests.factories import funded_wallet
 
 
 class OrderFactory(factory.django.DjangoModelFactory):
-    """A PENDING card order (no money moved, units held). Its product is created with the
-    units already taken, so `reconcile_ledger`'s stock check still adds up."""
+    """A PENDING card order (no money moved, units held) and its PENDING card payment, with
+    no Checkout Session unless `payment__stripe_session_id` is given. Its product is
+    created with the units already taken, so `reconcile_ledger`'s stock check still adds up."""
 
     class Meta:
         model = Order
@@ -31,6 +33,12 @@ class OrderFactory(factory.django.DjangoModelFactory):
     amount = factory.LazyAttribute(lambda o: o.unit_price * o.quantity)
     status = Order.Status.PENDING
     payment_method = Order.PaymentMethod.GATEWAY
+    payment = factory.SubFactory(
+        CheckoutPaymentFactory,
+        kind="order",
+        payer=factory.SelfAttribute("..user"),
+        amount=factory.SelfAttribute("..amount"),
+    )
 
 
 def funded_buyer(amount: Decimal | str = "500.00"):

@@ -146,15 +146,19 @@ class TestRefundAndCancelAccess:
         assert balance(buyer) == D("500.00")
         error(client_for(merchant).post(f"{ORDERS}/{order['id']}/refund"), 409, "ORDER_NOT_REFUNDABLE")
 
-    def test_refund_by_anyone_else_is_404(
+    def test_refund_by_the_buyer_is_403_and_by_anyone_else_404(
         self, buyer_client, funded_buyer_wallet, product, client_for, merchant_client
     ):
+        """The buyer sees the order, so it is no secret: 403 saying who may refund (issue 12.8).
+        Users who cannot see it get 404, which confirms nothing."""
         order = buy(buyer_client, product).json()
         from accounts.tests.factories import MerchantFactory
 
-        clients = (buyer_client, client_for(MerchantFactory()), client_for(funded_buyer()))
+        strangers = (client_for(MerchantFactory()), client_for(funded_buyer()))
         before = books()
-        for client in clients:
+        refused = error(buyer_client.post(f"{ORDERS}/{order['id']}/refund"), 403, "PERMISSION_DENIED")
+        assert "merchant" in refused["message"]
+        for client in strangers:
             error(client.post(f"{ORDERS}/{order['id']}/refund"), 404, "NOT_FOUND")
         error(merchant_client.post(f"{ORDERS}/{uuid.uuid4()}/refund"), 404, "NOT_FOUND")
         assert books() == before
@@ -176,7 +180,8 @@ class TestRefundAndCancelAccess:
         order = OrderFactory()
         stranger = client_for(funded_buyer())
         before = books()
-        error(client_for(order.merchant).post(f"{ORDERS}/{order.pk}/cancel"), 404, "NOT_FOUND")
+        refused = error(client_for(order.merchant).post(f"{ORDERS}/{order.pk}/cancel"), 403, "PERMISSION_DENIED")
+        assert "buyer" in refused["message"]
         error(stranger.post(f"{ORDERS}/{order.pk}/cancel"), 404, "NOT_FOUND")
         assert books() == before
         response = client_for(order.user).post(f"{ORDERS}/{order.pk}/cancel")
@@ -274,4 +279,14 @@ class TestQueryBudgets:
         pending = OrderFactory()
         with CaptureQueriesContext(connection) as cancel:
             assert client_for(pending.user).post(f"{ORDERS}/{pending.pk}/cancel").status_code == 200
-        assert len(refund) <= 19 and len(cancel) <= 12, (len(refund), len(cancel))  # each + the webhook event
+        # cancel: the payment's lock and update, the order read back after its hook moved it, the webhook event
+        assert len(refund) <= 19 and len(cancel) <= 15, (len(refund), len(cancel))
+
+
+def test_the_schema_says_who_may_refund_and_cancel(api_client):
+    """Issue 12.8: the OpenAPI descriptions name who may refund and who may cancel."""
+    paths = api_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["paths"]
+    refund = paths["/api/v1/orders/{id}/refund"]["post"]["description"]
+    cancel = paths["/api/v1/orders/{id}/cancel"]["post"]["description"]
+    assert "may refund it: its buyer gets 403 `PERMISSION_DENIED`" in refund
+    assert "Only the order's buyer may cancel it: its merchant gets 403 `PERMISSION_DENIED`" in cancel

@@ -14,7 +14,9 @@ from orders.models import Order
 from orders.tests.factories import funded_buyer
 from orders.tests.utils import balance, books, stock
 from paymentflow.testing.concurrency import Post, post_at_once, run_at_once
-from paymentflow.testing.fake_stripe import FakeStripe
+from payments.gateway import CheckoutSession
+from payments.services import payment_paid
+from payments.testing.fake_stripe import FakeStripe
 from wallets.models import LedgerEntry, Wallet
 from wallets.services import wallet_set_locked
 from wallets.tests.factories import funded_wallet
@@ -132,19 +134,18 @@ def test_one_idempotency_key_10_times_at_once_is_one_order(live_server, merchant
 
 
 def test_the_same_payment_applied_concurrently_credits_once(fake_stripe: FakeStripe, buyer, merchant, reconcile):
-    """The webhook dispatcher may run order_gateway_payment_succeeded for one order in two
-    threads at once (the same event delivered twice): one completion, one credit."""
+    """The webhook may apply one paid session in several threads at once (the same event
+    delivered twice, or its two events): one completion, one credit."""
     funded_wallet(user=merchant, amount="0")
     product = ProductFactory(merchant=merchant, price=D("10.00"), available_units=10)
     order = services.order_purchase_with_gateway(buyer=buyer, product_id=product.pk, quantity=2)
-    session = fake_stripe.mark_paid(order.stripe_session_id)
+    session = CheckoutSession.from_stripe(fake_stripe.mark_paid(order.payment.stripe_session_id))
 
     def apply():
-        return services.order_gateway_payment_succeeded(
-            order_id=order.pk, session_id=session["id"], payment_intent_id=session["payment_intent"]
-        ).status
+        return payment_paid(payment_id=order.payment_id, session=session).payment.status
 
-    assert set(run_at_once([apply] * 8)) == {"COMPLETED"}
+    assert set(run_at_once([apply] * 8)) == {"SUCCEEDED"}
+    assert Order.objects.get(pk=order.pk).status == "COMPLETED"
 
     assert balance(merchant) == D("20.00") and stock(product) == 8
     assert LedgerEntry.objects.filter(wallet__user=merchant, type="REVENUE").count() == 1

@@ -4,10 +4,18 @@ from decimal import Decimal
 
 import pytest
 
+from accounts.tests.factories import MerchantFactory
 from catalog.exceptions import ProductNotFound, ProductOutOfStock, ProductUnavailable
 from catalog.tests.factories import ProductFactory
 from orders import services
-from orders.exceptions import InvalidOrderTransition, OrderNotCancellable, OrderNotFound, OrderNotRefundable, OwnProduct
+from orders.exceptions import (
+    InvalidOrderTransition,
+    OrderActionForbidden,
+    OrderNotCancellable,
+    OrderNotFound,
+    OrderNotRefundable,
+    OwnProduct,
+)
 from orders.models import Order
 from orders.tests.factories import OrderFactory, funded_buyer
 from orders.tests.utils import balance, books, order_legs, stock
@@ -136,8 +144,10 @@ class TestWalletRefund:
 
     def test_only_by_its_merchant(self, buyer, funded_buyer_wallet, product):
         order = services.order_purchase_with_wallet(buyer=buyer, product_id=product.pk)
-        with pytest.raises(OrderNotFound):
+        with pytest.raises(OrderActionForbidden):  # its buyer sees it: 403
             services.order_refund(order_id=order.pk, merchant=buyer)
+        with pytest.raises(OrderNotFound):
+            services.order_refund(order_id=order.pk, merchant=MerchantFactory())
 
 
 class TestCancel:
@@ -157,8 +167,10 @@ class TestCancel:
 
     def test_only_by_its_buyer(self, merchant):
         order = OrderFactory()
-        with pytest.raises(OrderNotFound):
+        with pytest.raises(OrderActionForbidden):  # its merchant sees it: 403
             services.order_cancel(order_id=order.pk, buyer=order.merchant)
+        with pytest.raises(OrderNotFound):
+            services.order_cancel(order_id=order.pk, buyer=merchant)
 
 
 class TestStockReconciliation:

@@ -102,7 +102,7 @@ def _books(names: dict, name) -> tuple:
                 "currency",
                 "status",
                 "payment_method",
-                "refund_required",
+                "payment_id",
             )
         ),
     )

@@ -22,6 +22,7 @@ ORDER_KEYS = {
     "stripeSessionId",
     "checkoutUrl",
     "failureReason",
+    "refundStatus",
     "completedAt",
     "createdAt",
     "updatedAt",
@@ -54,3 +55,33 @@ def order_legs(order) -> dict:
         (leg.wallet.user.email if leg.wallet.user_id else leg.wallet.code, leg.type): leg.delta
         for leg in legs.select_related("wallet__user")
     }
+
+
+ORDERS = "/api/v1/orders"
+
+
+def card_order(client, product, quantity: int = 1) -> dict:
+    """A GATEWAY order through the API (201): PENDING with an open Checkout Session."""
+    response = client.post(ORDERS, {"productId": str(product.pk), "paymentMethod": "GATEWAY", "quantity": quantity})
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def pay_by_card(fake_stripe, order: dict) -> dict:
+    """The buyer pays the order's session at Stripe, and Stripe's signed
+    `checkout.session.completed` reaches our webhook; returns the paid session."""
+    from webhooks.tests.utils import deliver_session_event
+
+    session = fake_stripe.mark_paid(order["stripeSessionId"])
+    _, response = deliver_session_event(fake_stripe, "checkout.session.completed", session["id"])
+    assert response.status_code == 200, response.content
+    return session
+
+
+def merchant_product(merchant, *, price: str, units: int = 10):
+    """A product of `merchant`, whose wallet exists (a sale by card credits it)."""
+    from catalog.tests.factories import ProductFactory
+    from wallets.tests.factories import WalletFactory
+
+    WalletFactory(user=merchant)
+    return ProductFactory(merchant=merchant, price=Decimal(price), available_units=units)

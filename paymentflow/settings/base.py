@@ -56,10 +56,12 @@ INSTALLED_APPS = [
     "paymentflow.api.apps.ApiConfig",
     "paymentflow.jobs",
     "accounts",
+    "payments",
     "wallets",
     "catalog",
     "orders",
     "webhooks",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -342,9 +344,11 @@ STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = env("STRIPE_API_BASE", "")
 CHECKOUT_EXPIRES_MINUTES = max(30, env_int("CHECKOUT_EXPIRES_MINUTES", 30))
-# A PENDING (card) order older than this is cancelled by `manage.py expire_pending_orders`
-# (its Checkout Session is expired at Stripe first) and its stock released.
-PENDING_ORDER_TIMEOUT_MINUTES = env_int("PENDING_ORDER_TIMEOUT_MINUTES", CHECKOUT_EXPIRES_MINUTES + 5)
+# Open Checkout Sessions one buyer may hold at once (card orders and top-ups together).
+MAX_PENDING_CHECKOUTS = max(1, env_int("MAX_PENDING_CHECKOUTS", 3))
+# A card refund whose outcome at Stripe is unknown is made again by `manage.py
+# sweep_stripe_refunds` once it is this old (seconds).
+REFUND_RETRY_AFTER_SECONDS = env_int("REFUND_RETRY_AFTER_SECONDS", 300)
 CHECKOUT_SUCCESS_URL = env("CHECKOUT_SUCCESS_URL", "http://127.0.0.1:8000/checkout/success")
 CHECKOUT_CANCEL_URL = env("CHECKOUT_CANCEL_URL", "http://127.0.0.1:8000/checkout/cancel")
 
@@ -370,10 +374,13 @@ WORKER_METRICS_ADDRESS = env("WORKER_METRICS_ADDRESS", "127.0.0.1")
 #: or `callable`: a dotted path) and how often (`every`, seconds; 0 turns the job off).
 #: Each interval can be changed from the environment: SCHEDULE_<JOB NAME>_SECONDS.
 SCHEDULED_JOBS = {
-    "expire_pending_orders": {"command": "expire_pending_orders", "every": 300},
-    "expire_pending_topups": {"command": "expire_pending_topups", "every": 300},
+    # Card orders and top-ups whose Checkout Session should be over (payments.sweeps).
+    "expire_pending_checkouts": {"command": "expire_pending_checkouts", "every": 300},
+    # Card refunds whose outcome at Stripe is unknown, and refunds made at Stripe without us.
+    "sweep_stripe_refunds": {"command": "sweep_stripe_refunds", "every": 300},
     "purge_idempotency_keys": {"command": "purge_idempotency_keys", "every": 3600},
     "reconcile_ledger": {"command": "reconcile_ledger", "args": ["--no-progress"], "every": 86400},
+    "reconcile_stripe": {"command": "reconcile_stripe", "every": 86400},
     # Deliveries whose kick was lost, or whose worker died mid-attempt (lease expired).
     "kick_due_webhook_deliveries": {"callable": "webhooks.delivery.webhook_deliveries_kick_due", "every": 30},
     # Finished task results older than 14 days (django-tasks-db's own command).

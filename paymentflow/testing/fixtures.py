@@ -1,13 +1,9 @@
-"""pytest fixtures for Stripe (registered in the root conftest.py via `pytest_plugins`).
+"""pytest fixtures shared by every app (registered in the root conftest.py via
+`pytest_plugins`; the Stripe ones live in `payments.testing.fixtures`).
 
-- `fake_stripe`: a `FakeStripe` (one server per test process, state reset per test) with
-  the settings pointing the real SDK at it for the duration of the test:
-  STRIPE_SECRET_KEY, STRIPE_API_BASE, STRIPE_WEBHOOK_SECRET, no SDK retries (a test that
-  wants them sets STRIPE_MAX_NETWORK_RETRIES) and a 5 s timeout.
-- `network_guard` (autouse, every test of the suite): Stripe is "not configured" unless a
-  test asks for `fake_stripe` (whatever the developer's environment holds), and any HTTP
-  connection made through urllib3 (what the SDK uses) to a host other than the loopback
-  is refused and fails the test: nothing in the tests may reach the internet.
+- `network_guard` (autouse, every test of the suite): any HTTP connection made through
+  urllib3 (what the Stripe SDK uses) to a host other than the loopback is refused and
+  fails the test: nothing in the tests may reach the internet.
 - `live_server`: pytest-django's, but listening with a deep backlog (`LIVE_SERVER_BACKLOG`)
   instead of Django's 10, so that a burst of concurrent connections from the concurrency
   tests is queued, never reset ("Connection reset by peer") on a loaded machine.
@@ -21,10 +17,7 @@ import os
 import pytest
 import urllib3.util.connection
 from django.core.servers.basehttp import ThreadedWSGIServer
-from django.test import override_settings
 from pytest_django.live_server_helper import LiveServer
-
-from paymentflow.testing.fake_stripe import FakeStripe
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -48,32 +41,9 @@ def network_guard(monkeypatch) -> NetworkGuard:
     """Autouse. A test that checks the guard itself clears `blocked` before it ends."""
     guard = NetworkGuard(urllib3.util.connection.create_connection)
     monkeypatch.setattr(urllib3.util.connection, "create_connection", guard.create_connection)
-    with override_settings(STRIPE_SECRET_KEY="", STRIPE_WEBHOOK_SECRET="", STRIPE_API_BASE=""):
-        yield guard
+    yield guard
     if guard.blocked:
         pytest.fail(f"the test tried to reach the network: {guard.blocked}")
-
-
-@pytest.fixture(scope="session")
-def _fake_stripe_server():
-    server = FakeStripe().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake_stripe(_fake_stripe_server) -> FakeStripe:
-    fake = _fake_stripe_server
-    fake.reset()
-    with override_settings(
-        STRIPE_SECRET_KEY=fake.api_key,
-        STRIPE_API_BASE=fake.url,
-        STRIPE_WEBHOOK_SECRET=fake.webhook_secret,
-        STRIPE_MAX_NETWORK_RETRIES=0,
-        STRIPE_TIMEOUT_SECONDS=5,
-    ):
-        yield fake
-    fake.reset()
 
 
 #: The live server's listen backlog (the kernel caps it at net.core.somaxconn).

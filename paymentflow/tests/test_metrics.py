@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from catalog.tests.factories import ProductFactory
 from orders.models import Order
-from paymentflow.testing.fake_stripe import build_event
+from payments.testing.fake_stripe import build_event
 from wallets.services import wallet_deposit
 from wallets.tests.factories import TopUpFactory, WalletFactory, funded_wallet
 from webhooks.tests.utils import deliver, deliver_session_event, paid_session_event

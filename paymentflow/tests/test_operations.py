@@ -54,7 +54,9 @@ class TestManagePy:
         commands = {"seed_demo": [], **readme_commands()}  # `make run` seeds first
         for skipped in ("migrate", "collectstatic", "createsuperuser", "run_worker"):
             commands.pop(skipped, None)
-        assert {"reconcile_ledger", "purge_idempotency_keys", "expire_pending_orders"} <= set(commands)
+        assert {"reconcile_ledger", "purge_idempotency_keys", "expire_pending_checkouts", "reconcile_stripe"} <= set(
+            commands
+        )
         for command, arguments in commands.items():
             result = manage(command, *arguments, env=env)
             assert result.returncode == 0, f"manage.py {command}: {result.stdout}{result.stderr}"

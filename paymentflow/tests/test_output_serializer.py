@@ -13,9 +13,11 @@ from rest_framework.renderers import JSONRenderer
 from catalog.tests.factories import ProductFactory
 from orders.models import Order
 from orders.serializers import OrderSerializer
-from orders.services import order_gateway_payment_failed, order_purchase_with_wallet
+from orders.services import order_purchase_with_wallet
 from orders.tests.factories import OrderFactory, funded_buyer
 from paymentflow.api.serializers import OutputSerializer
+from payments.models import CheckoutPayment
+from payments.services import payment_release
 
 generic_to_representation = serializers.Serializer.to_representation
 
@@ -44,17 +46,24 @@ def assert_same(actual, expected):
     assert JSONRenderer().render(actual) == JSONRenderer().render(expected)  # key order too
 
 
+def failed_order() -> Order:
+    order = OrderFactory(quantity=3)
+    payment_release(payment_id=order.payment_id, status=CheckoutPayment.Status.FAILED, reason="Your card was declined.")
+    return Order.objects.select_related("product", "payment").get(pk=order.pk)
+
+
 @pytest.fixture
 def orders(db) -> dict[str, Order]:
     product = ProductFactory(price="12.50", available_units=10)
     completed = order_purchase_with_wallet(buyer=funded_buyer("100.00"), product_id=product.id, quantity=2)
     return {
         "completed": completed,  # as the service returns it (the view renders this one)
-        "completed_reloaded": Order.objects.select_related("product").get(pk=completed.pk),
+        "completed_reloaded": Order.objects.select_related("product", "payment").get(pk=completed.pk),
         "pending": OrderFactory(
-            stripe_session_id="cs_test_pending", checkout_url="https://checkout.stripe.com/c/pay/cs_test_pending"
+            payment__stripe_session_id="cs_test_pending",
+            payment__checkout_url="https://checkout.stripe.com/c/pay/cs_test_pending",
         ),
-        "failed": order_gateway_payment_failed(order_id=OrderFactory(quantity=3).id, reason="Your card was declined."),
+        "failed": failed_order(),
         "unsaved": OrderFactory.build(),  # every timestamp None
     }
 
@@ -134,7 +143,7 @@ def test_concurrent_renders_each_get_their_own_output(orders, monkeypatch):
             quantity=i % 7 + 1,
             status=Order.Status.FAILED if i % 3 else Order.Status.PENDING,
             failure_reason=f"reason {i}" if i % 3 else None,
-            stripe_session_id=f"cs_test_{i}" if i % 2 else None,
+            payment__stripe_session_id=f"cs_test_{i}" if i % 2 else None,
         )
         for i in range(19)
     ]

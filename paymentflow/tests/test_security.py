@@ -211,7 +211,9 @@ IDOR_MATRIX = [
     ("rival", "post", "/orders/{paid}/refund", 404, "NOT_FOUND"),
     ("bob", "post", "/orders/{pending}/cancel", 404, "NOT_FOUND"),
     ("rival", "post", "/orders/{pending}/cancel", 404, "NOT_FOUND"),
-    ("merchant", "post", "/orders/{pending}/cancel", 404, "NOT_FOUND"),  # the seller cannot cancel for the buyer
+    # The other party sees the order, so it is no secret: 403 saying who may act (API.md Orders).
+    ("merchant", "post", "/orders/{pending}/cancel", 403, "PERMISSION_DENIED"),
+    ("alice", "post", "/orders/{paid}/refund", 403, "PERMISSION_DENIED"),
     ("rival", "patch", "/products/{product}", 403, "UNAUTHORIZED_PRODUCT_ACCESS"),
     ("rival", "delete", "/products/{product}", 403, "UNAUTHORIZED_PRODUCT_ACCESS"),
     ("rival", "patch", "/products/{hidden}", 403, "UNAUTHORIZED_PRODUCT_ACCESS"),
@@ -287,8 +289,8 @@ ROLE_MATRIX = [
     ("get", "/orders/merchant/sales", 403, "PERMISSION_DENIED"),
     ("patch", "/products/{product}", 403, "PERMISSION_DENIED"),
     ("delete", "/products/{product}", 403, "PERMISSION_DENIED"),
-    # Refund belongs to the order's merchant; anyone else, the buyer included, is 404.
-    ("post", "/orders/{paid}/refund", 404, "NOT_FOUND"),
+    # Refund belongs to the order's merchant; its buyer sees the order: 403.
+    ("post", "/orders/{paid}/refund", 403, "PERMISSION_DENIED"),
 ]
 
 

@@ -1,11 +1,10 @@
-from datetime import timedelta
 from decimal import Decimal
 
 import factory
 from django.conf import settings
-from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
+from payments.tests.factories import CheckoutPaymentFactory
 from wallets.models import TopUp, Wallet
 from wallets.services import wallet_deposit
 
@@ -33,7 +32,8 @@ def funded_wallet(*, user=None, amount: Decimal | str = "100.00") -> Wallet:
 
 
 class TopUpFactory(factory.django.DjangoModelFactory):
-    """A PENDING card top-up as `wallets.topups.topup_create` leaves it (no Stripe call)."""
+    """A PENDING card top-up as `wallets.topups.topup_create` leaves it, with its PENDING
+    card payment and a session id (no Stripe call)."""
 
     class Meta:
         model = TopUp
@@ -42,6 +42,11 @@ class TopUpFactory(factory.django.DjangoModelFactory):
     user = factory.SelfAttribute("wallet.user")
     amount = Decimal("25.00")
     currency = factory.LazyFunction(lambda: settings.CURRENCY)
-    stripe_session_id = factory.Sequence(lambda n: f"cs_test_factory_{n}")
-    checkout_url = factory.LazyAttribute(lambda o: f"https://checkout.stripe.com/c/pay/{o.stripe_session_id}")
-    checkout_expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=30))
+    payment = factory.SubFactory(
+        CheckoutPaymentFactory,
+        kind="topup",
+        payer=factory.SelfAttribute("..user"),
+        amount=factory.SelfAttribute("..amount"),
+        stripe_session_id=factory.Sequence(lambda n: f"cs_test_factory_{n}"),
+        checkout_url=factory.LazyAttribute(lambda p: f"https://checkout.stripe.com/c/pay/{p.stripe_session_id}"),
+    )

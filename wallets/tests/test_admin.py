@@ -109,3 +109,13 @@ def test_ledger_is_read_only_searchable_and_filterable(admin_client, wallet, mer
     assert admin_client.post(f"/admin/wallets/ledgerentry/{leg.pk}/delete/", {"post": "yes"}).status_code == 403
     assert admin_client.get(f"/admin/wallets/journalentry/{leg.journal_id}/change/").status_code == 200
     assert admin_client.get("/admin/wallets/journalentry/", {"q": "ord-777"}).status_code == 200
+
+
+@pytest.mark.parametrize("amount", ["999999999999.99", "-999999999999.99"])
+def test_an_adjustment_beyond_the_balance_column_is_a_form_error_not_a_500(admin_client, wallet, amount):
+    """Issue 11, defect 4: 40.00 + 999999999999.99 does not fit a money column."""
+    before = LedgerEntry.objects.count()
+    response = admin_client.post(f"/admin/wallets/wallet/{wallet.pk}/adjust/", {"amount": amount, "reason": "Typo"})
+    assert response.status_code == 200  # the form again, with its error
+    assert response.context["form"].errors
+    assert Wallet.objects.get(pk=wallet.pk).balance == D("40.00") and LedgerEntry.objects.count() == before

@@ -7,8 +7,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
-from accounts.management.commands.seed_demo import DEMO_USERS
 from accounts.models import User
+from demo.management.commands.seed_demo import DEMO_USERS
 from wallets import services
 from wallets.models import JournalEntry, LedgerEntry, LedgerImmutableError, Wallet
 from wallets.tests.factories import WalletFactory, funded_wallet

@@ -355,3 +355,17 @@ def test_wallets_locked_by_the_caller_need_its_transaction(merchant):
             source=buyer_wallet, destination=merchant_wallet, amount=D("1.00"), locked_by_caller=True
         )
     assert (balance(buyer_wallet), balance(merchant_wallet)) == (D("10.00"), D("0.00"))
+
+
+@pytest.mark.parametrize("deltas", [["5.00"], ["5.00", "-4.99"], ["0.00", "0.00"]])
+def test_an_unbalanced_journal_entry_is_refused_explicitly(buyer_wallet, deltas):
+    """A raise, not an `assert`: the guard holds under `python -O` too (ruff's S101 is on)."""
+    from wallets.services import Leg, _post
+
+    system = services.system_wallet(SystemAccount.EXTERNAL_DEPOSITS)
+    legs = [
+        Leg(wallet.pk, LedgerEntry.Type.ADJUSTMENT, Decimal(d)) for wallet, d in zip([buyer_wallet, system], deltas)
+    ]
+    with pytest.raises(ValueError):
+        _post(legs=legs)
+    assert not LedgerEntry.objects.exists() and Wallet.objects.get(pk=buyer_wallet.pk).balance == 0

@@ -1,7 +1,7 @@
-"""`manage.py expire_pending_topups` / `topups.topup_expire`: PENDING top-ups whose
-Checkout Session has expired, settled when Stripe's `checkout.session.expired` never came.
-The real SDK against the fake Stripe, signed webhooks through the real endpoint; nothing
-of ours is mocked."""
+"""Top-ups under `manage.py expire_pending_checkouts` (`payments.sweeps`,
+`payments.services.payment_close`): PENDING top-ups whose Checkout Session has expired,
+settled when Stripe's `checkout.session.expired` never came. The real SDK against the fake
+Stripe, signed webhooks through the real endpoint; nothing of ours is mocked."""
 
 import io
 from datetime import timedelta
@@ -10,10 +10,12 @@ from decimal import Decimal
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
+from django.test import override_settings
 from django.utils import timezone
 
 from paymentflow.testing.concurrency import run_at_once
-from wallets import topups
+from payments.models import CheckoutPayment
+from payments.services import Closed, payment_close
 from wallets.models import TopUp, Wallet
 from wallets.services import wallet_set_locked
 from wallets.tests.factories import TopUpFactory, WalletFactory
@@ -26,13 +28,18 @@ SESSIONS = "/v1/checkout/sessions"
 
 def sweep() -> str:
     out = io.StringIO()
-    call_command("expire_pending_topups", stdout=out)
+    call_command("expire_pending_checkouts", stdout=out)
     return out.getvalue()
 
 
 def age(topup_id, minutes=1):
     """The top-up's session expired `minutes` ago (as far as our row says)."""
-    TopUp.objects.filter(pk=topup_id).update(checkout_expires_at=timezone.now() - timedelta(minutes=minutes))
+    payment_id = TopUp.objects.get(pk=topup_id).payment_id
+    CheckoutPayment.objects.filter(pk=payment_id).update(expires_at=timezone.now() - timedelta(minutes=minutes))
+
+
+def payment(topup_id) -> CheckoutPayment:
+    return TopUp.objects.select_related("payment").get(pk=topup_id).payment
 
 
 def status(topup_id) -> str:
@@ -53,7 +60,7 @@ class TestSweep:
 
         out = sweep()
 
-        assert out.strip() == "Expired pending top-ups (1 found): EXPIRED: 1"
+        assert out.strip() == "Expired card checkouts: 1 found; expired: 1; 0 not settled"
         assert fake_stripe.last("POST", f"{SESSIONS}/{old['stripeSessionId']}/expire")
         assert fake_stripe.sessions[old["stripeSessionId"]]["status"] == "expired"
         topup = TopUp.objects.get(pk=old["id"])
@@ -67,7 +74,7 @@ class TestSweep:
         # Stripe's own expired event, late, changes nothing; a second run finds nothing.
         _, response = deliver_session_event(fake_stripe, "checkout.session.expired", old["stripeSessionId"])
         assert response.status_code == 200 and status(old["id"]) == TopUp.Status.EXPIRED
-        assert sweep().strip() == "Expired pending top-ups (0 found): nothing to do"
+        assert sweep().strip() == "Expired card checkouts: 0 found; nothing to do; 0 not settled"
         reconcile()
 
     def test_paid_at_stripe_is_credited_once_and_the_late_webhooks_add_nothing(
@@ -77,10 +84,10 @@ class TestSweep:
         session = fake_stripe.mark_paid(body["stripeSessionId"])
         age(body["id"])
 
-        assert sweep().strip() == "Expired pending top-ups (1 found): COMPLETED: 1"
+        assert sweep().strip() == "Expired card checkouts: 1 found; paid: 1; 0 not settled"
 
-        topup = TopUp.objects.get(pk=body["id"])
-        assert topup.status == TopUp.Status.COMPLETED and topup.stripe_payment_intent_id == session["payment_intent"]
+        assert status(body["id"]) == TopUp.Status.COMPLETED
+        assert payment(body["id"]).stripe_payment_intent_id == session["payment_intent"]
         assert fake_stripe.sessions[body["stripeSessionId"]]["status"] == "complete"  # not expired
         assert balance(buyer) == D("25.50") and clearing_balance() == D("-25.50")
         assert deposits_for(body["id"]).count() == 2  # the two legs of the one deposit
@@ -90,7 +97,7 @@ class TestSweep:
                       "checkout.session.expired"):  # fmt: skip
             _, response = deliver_session_event(fake_stripe, type_, body["stripeSessionId"])
             assert response.status_code == 200
-        assert sweep().strip() == "Expired pending top-ups (0 found): nothing to do"
+        assert sweep().strip() == "Expired card checkouts: 0 found; nothing to do; 0 not settled"
 
         assert status(body["id"]) == TopUp.Status.COMPLETED and balance(buyer) == D("25.50")
         assert deposits_for(body["id"]).count() == 2 and not fake_stripe.refunds
@@ -104,11 +111,10 @@ class TestSweep:
         wallet_set_locked(wallet_ids=[Wallet.objects.get(user=buyer).pk], locked=True)
         age(body["id"])
 
-        assert sweep().strip() == "Expired pending top-ups (1 found): FAILED: 1"  # handled: exits 0
+        assert sweep().strip() == "Expired card checkouts: 1 found; paid_not_applied: 1; 0 not settled"  # exits 0
 
-        topup = TopUp.objects.get(pk=body["id"])
-        assert topup.status == TopUp.Status.FAILED and not topup.refund_required
-        assert topup.stripe_refund_id in fake_stripe.refunds
+        assert status(body["id"]) == TopUp.Status.FAILED and payment(body["id"]).refund_status == "SUCCEEDED"
+        assert payment(body["id"]).stripe_refund_id in fake_stripe.refunds
         assert fake_stripe.last("POST", "/v1/refunds").params["payment_intent"] == session["payment_intent"]
         _, response = deliver_session_event(fake_stripe, "checkout.session.completed", body["stripeSessionId"])
         assert response.status_code == 200 and len(fake_stripe.refunds) == 1
@@ -120,7 +126,7 @@ class TestSweep:
         fake_stripe.mark_completed_unpaid(body["stripeSessionId"])
         age(body["id"])
 
-        assert sweep().strip() == "Expired pending top-ups (1 found): PENDING: 1"  # exits 0
+        assert sweep().strip() == "Expired card checkouts: 1 found; processing: 1; 0 not settled"  # exits 0
 
         assert status(body["id"]) == TopUp.Status.PENDING and not deposits_for(body["id"]).exists()
         fake_stripe.mark_async_succeeded(body["stripeSessionId"])
@@ -137,14 +143,14 @@ class TestSweep:
         out = io.StringIO()
 
         with pytest.raises(CommandError) as exc_info:
-            call_command("expire_pending_topups", stdout=out)
+            call_command("expire_pending_checkouts", stdout=out)
 
-        assert str(exc_info.value) == f"1 top-up(s) could not be expired: {body['id']}"
-        assert out.getvalue().strip() == "Expired pending top-ups (1 found): nothing to do"
+        assert str(exc_info.value) == f"Not settled (retried next run): {payment(body['id']).pk}"
+        assert out.getvalue().strip() == "Expired card checkouts: 1 found; nothing to do; 1 not settled"
         assert status(body["id"]) == TopUp.Status.PENDING
 
         fake_stripe.down = False
-        assert sweep().strip() == "Expired pending top-ups (1 found): EXPIRED: 1"
+        assert sweep().strip() == "Expired card checkouts: 1 found; expired: 1; 0 not settled"
         reconcile()
 
     def test_one_failure_does_not_stop_the_sweep(self, fake_stripe, buyer, buyer_client, reconcile):
@@ -155,10 +161,10 @@ class TestSweep:
         fake_stripe.fail_next(1, status=503, path=f"{SESSIONS}/{failing['stripeSessionId']}/expire")
         out = io.StringIO()
 
-        with pytest.raises(CommandError, match=failing["id"]):
-            call_command("expire_pending_topups", stdout=out)
+        with pytest.raises(CommandError, match=str(payment(failing["id"]).pk)):
+            call_command("expire_pending_checkouts", stdout=out)
 
-        assert out.getvalue().strip() == "Expired pending top-ups (3 found): COMPLETED: 1, EXPIRED: 1"
+        assert out.getvalue().strip() == "Expired card checkouts: 3 found; expired: 1, paid: 1; 1 not settled"
         assert status(failing["id"]) == TopUp.Status.PENDING
         assert status(paid["id"]) == TopUp.Status.COMPLETED and status(unpaid["id"]) == TopUp.Status.EXPIRED
         assert balance(buyer) == D("2.00")
@@ -170,57 +176,62 @@ class TestSweep:
         # A 4xx on the expire: the gateway reads the session back, and it is still open.
         fake_stripe.fail_next(1, status=400, path=f"{SESSIONS}/{body['stripeSessionId']}/expire")
 
-        with pytest.raises(CommandError, match=body["id"]):
+        with pytest.raises(CommandError, match=str(payment(body["id"]).pk)):
             sweep()
 
         assert status(body["id"]) == TopUp.Status.PENDING
         assert fake_stripe.sessions[body["stripeSessionId"]]["status"] == "open"
 
-    def test_a_paid_session_that_does_not_match_is_not_credited_and_is_reported(
+    def test_a_paid_session_that_does_not_match_is_not_credited_and_is_refunded(
         self, fake_stripe, buyer, buyer_client, reconcile
     ):
         body = start_topup(buyer_client, "30.00")
-        TopUp.objects.filter(pk=body["id"]).update(amount=D("300.00"))  # no longer what Stripe charged
+        CheckoutPayment.objects.filter(pk=payment(body["id"]).pk).update(amount=D("300.00"))  # not what Stripe took
         fake_stripe.mark_paid(body["stripeSessionId"])
         age(body["id"])
 
-        with pytest.raises(CommandError, match=body["id"]):
-            sweep()
+        assert "paid_not_applied: 1" in sweep()
 
-        assert status(body["id"]) == TopUp.Status.PENDING and balance(buyer) == D("0.00")
+        assert status(body["id"]) == TopUp.Status.FAILED and balance(buyer) == D("0.00")
+        assert payment(body["id"]).refund_status == "SUCCEEDED" and len(fake_stripe.refunds) == 1
         reconcile()
 
     def test_without_stripe_configured_it_stays_pending(self, buyer):
         topup = TopUpFactory(wallet=WalletFactory(user=buyer))
         age(topup.pk, minutes=60)
 
-        with pytest.raises(CommandError, match=str(topup.pk)):
+        with pytest.raises(CommandError, match=str(topup.payment_id)):
             sweep()
 
         assert status(topup.pk) == TopUp.Status.PENDING
 
 
 @pytest.mark.django_db
-class TestTopupExpire:
+class TestPaymentClose:
     @pytest.mark.parametrize("final", [TopUp.Status.COMPLETED, TopUp.Status.FAILED, TopUp.Status.EXPIRED])
-    def test_a_top_up_out_of_pending_is_a_no_op_without_stripe(self, fake_stripe, buyer, final):
-        completed_at = timezone.now() if final == TopUp.Status.COMPLETED else None
-        topup = TopUpFactory(wallet=WalletFactory(user=buyer), status=final, completed_at=completed_at)
+    def test_a_payment_out_of_pending_is_a_no_op_without_stripe(self, fake_stripe, buyer, final):
+        topup = TopUpFactory(wallet=WalletFactory(user=buyer))
+        paid = final == TopUp.Status.COMPLETED
+        TopUp.objects.filter(pk=topup.pk).update(status=final, completed_at=timezone.now() if paid else None)
+        CheckoutPayment.objects.filter(pk=topup.payment_id).update(
+            status="SUCCEEDED" if paid else final, paid_at=timezone.now() if paid else None
+        )
 
-        assert topups.topup_expire(topup_id=topup.pk).status == final
-        assert not fake_stripe.requests
+        assert payment_close(payment=payment(topup.pk), reason="x") == Closed.SETTLED
+        assert status(topup.pk) == final and not fake_stripe.requests
 
     def test_without_a_session_it_expires_without_asking_stripe(self, fake_stripe, buyer):
-        topup = TopUpFactory(wallet=WalletFactory(user=buyer), stripe_session_id=None)
+        topup = TopUpFactory(wallet=WalletFactory(user=buyer), payment__stripe_session_id=None)
 
-        assert topups.topup_expire(topup_id=topup.pk).status == TopUp.Status.EXPIRED
-        assert not fake_stripe.requests
+        assert payment_close(payment=payment(topup.pk), reason="x") == Closed.EXPIRED
+        assert status(topup.pk) == TopUp.Status.EXPIRED and not fake_stripe.requests
 
     def test_a_session_already_expired_at_stripe_is_read_back(self, fake_stripe, buyer_client):
         body = start_topup(buyer_client)
         fake_stripe.mark_expired(body["stripeSessionId"])
 
-        assert topups.topup_expire(topup_id=body["id"]).status == TopUp.Status.EXPIRED
+        assert payment_close(payment=payment(body["id"]), reason="x") == Closed.EXPIRED
+        assert status(body["id"]) == TopUp.Status.EXPIRED
         assert fake_stripe.last("GET", f"{SESSIONS}/{body['stripeSessionId']}")  # after Stripe's 400
 
 
@@ -254,12 +265,13 @@ def test_no_row_lock_is_held_while_stripe_expires_the_session(fake_stripe, buyer
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.concurrency
+@override_settings(MAX_PENDING_CHECKOUTS=6)
 def test_two_sweeps_and_the_paid_webhook_at_once_settle_each_top_up_once(fake_stripe, buyer, buyer_client, reconcile):
     paid = [start_topup(buyer_client, "10.00") for _ in range(3)]
     unpaid = [start_topup(buyer_client, "1.00") for _ in range(3)]
     for body in paid:
         fake_stripe.mark_paid(body["stripeSessionId"])
-    TopUp.objects.update(checkout_expires_at=timezone.now() - timedelta(minutes=5))
+    CheckoutPayment.objects.update(expires_at=timezone.now() - timedelta(minutes=5))
 
     def run():
         # A session the other run expired first reads back "expired": not an error.
@@ -272,10 +284,26 @@ def test_two_sweeps_and_the_paid_webhook_at_once_settle_each_top_up_once(fake_st
     first, second, delivered = run_at_once([run, run, webhook])
 
     assert delivered == 200
-    assert all(out.startswith("Expired pending top-ups") for out in (first, second))
+    assert all(out.startswith("Expired card checkouts") for out in (first, second))
     assert {status(b["id"]) for b in paid} == {TopUp.Status.COMPLETED}
     assert {status(b["id"]) for b in unpaid} == {TopUp.Status.EXPIRED}
     assert all(fake_stripe.sessions[b["stripeSessionId"]]["status"] == "expired" for b in unpaid)
     assert all(deposits_for(b["id"]).count() == 2 for b in paid)  # one deposit each
     assert balance(buyer) == D("30.00") and clearing_balance() == D("-30.00") and not fake_stripe.refunds
+    reconcile()
+
+
+@pytest.mark.django_db
+def test_a_lost_async_payment_failure_fails_the_top_up(fake_stripe, buyer, buyer_client, reconcile):
+    """One rule for orders and top-ups: a complete, unpaid session whose delayed payment
+    failed at Stripe (its `async_payment_failed` event lost) is settled from its PaymentIntent."""
+    body = start_topup(buyer_client, "40.00")
+    fake_stripe.mark_completed_unpaid(body["stripeSessionId"])
+    fake_stripe.mark_async_failed(body["stripeSessionId"])
+    age(body["id"])
+
+    assert sweep().strip() == "Expired card checkouts: 1 found; failed: 1; 0 not settled"
+
+    assert status(body["id"]) == TopUp.Status.FAILED and payment(body["id"]).status == "FAILED"
+    assert balance(buyer) == D("0.00") and not deposits_for(body["id"]).exists()
     reconcile()

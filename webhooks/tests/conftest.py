@@ -1,7 +1,7 @@
-# A superuser, shared with the wallets tests (`reconcile` comes from paymentflow.testing.fixtures).
+"""Fixtures of the merchant webhook tests (`staff` and `reconcile` come from the root conftest)."""
+
 import pytest
 
-from wallets.tests.conftest import staff  # noqa: F401
 from webhooks.tests.receiver import Receiver
 
 

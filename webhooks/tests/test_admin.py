@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from accounts.models import User
-from paymentflow.testing.fake_stripe import build_event
+from payments.testing.fake_stripe import build_event
 from wallets.models import TopUp, Wallet
 from wallets.services import wallet_set_locked
 from wallets.tests.factories import TopUpFactory, WalletFactory
@@ -70,8 +70,8 @@ def test_reprocess_handles_a_failed_event_through_the_dispatcher(fake_stripe, ad
     assert "Reprocessed 1 event(s)." in response.content.decode()
     event.refresh_from_db()
     assert event.status == StripeEvent.Status.PROCESSED and event.attempts == 2
-    topup.refresh_from_db()
-    assert topup.stripe_refund_id in fake_stripe.refunds and not topup.refund_required
+    payment = TopUp.objects.select_related("payment").get(pk=topup.pk).payment
+    assert payment.stripe_refund_id in fake_stripe.refunds and payment.refund_status == "SUCCEEDED"
 
 
 def test_reprocess_failing_again_says_so_and_skips_handled_events(fake_stripe, admin_client, buyer_client, buyer):
@@ -110,9 +110,9 @@ def test_top_ups_are_listed_read_only_and_searchable(admin_client, buyer, mercha
     other = TopUpFactory(wallet=WalletFactory(user=merchant))
 
     by_email = admin_client.get("/admin/wallets/topup/", {"q": buyer.email}).content.decode()
-    assert mine.stripe_session_id in by_email and other.stripe_session_id not in by_email
-    by_session = admin_client.get("/admin/wallets/topup/", {"q": other.stripe_session_id}).content.decode()
-    assert other.stripe_session_id in by_session and mine.stripe_session_id not in by_session
+    assert str(mine.payment_id) in by_email and str(other.payment_id) not in by_email
+    by_session = admin_client.get("/admin/wallets/topup/", {"q": other.payment.stripe_session_id}).content.decode()
+    assert str(other.payment_id) in by_session and str(mine.payment_id) not in by_session
     assert admin_client.get("/admin/wallets/topup/", {"status__exact": "PENDING"}).status_code == 200
 
     page = admin_client.get(f"/admin/wallets/topup/{mine.pk}/change/")

@@ -16,13 +16,13 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]
 
 def paid_topup(fake_stripe, buyer, amount="33.00"):
     topup = topups.topup_create(user=buyer, amount=Decimal(amount))
-    fake_stripe.mark_paid(topup.stripe_session_id)
+    fake_stripe.mark_paid(topup.payment.stripe_session_id)
     return topup
 
 
 def test_one_event_delivered_10_times_5_at_once_credits_once(live_server, fake_stripe, buyer, reconcile):
     topup = paid_topup(fake_stripe, buyer)
-    event = fake_stripe.session_event("checkout.session.completed", topup.stripe_session_id)
+    event = fake_stripe.session_event("checkout.session.completed", topup.payment.stripe_session_id)
     delivery = fake_stripe.signed(event)
 
     concurrent = deliver_all_at_once(live_server, [delivery] * 5)
@@ -39,11 +39,11 @@ def test_one_event_delivered_10_times_5_at_once_credits_once(live_server, fake_s
 
 
 def test_two_different_events_for_one_paid_session_at_once_credit_once(live_server, fake_stripe, buyer, reconcile):
-    """Distinct event ids (completed + async succeeded) pass the event dedup; the top-up's
+    """Distinct event ids (completed + async succeeded) pass the event dedup; the payment's
     row lock makes the second a no-op."""
     topup = paid_topup(fake_stripe, buyer, "12.00")
     deliveries = [
-        fake_stripe.signed(fake_stripe.session_event(type_, topup.stripe_session_id))
+        fake_stripe.signed(fake_stripe.session_event(type_, topup.payment.stripe_session_id))
         for type_ in ["checkout.session.completed", "checkout.session.async_payment_succeeded"] * 3
     ]
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from rest_framework.test import APIClient
 
-from paymentflow.gateway import WEBHOOK_TOLERANCE_SECONDS
 from paymentflow.testing.assertions import ENVELOPE_KEYS
-from paymentflow.testing.fake_stripe import build_event, sign_payload
+from payments.gateway import WEBHOOK_TOLERANCE_SECONDS
+from payments.testing.fake_stripe import build_event, sign_payload
 from wallets.models import TopUp, Wallet
 from wallets.services import wallet_set_locked
 from wallets.tests.factories import TopUpFactory, WalletFactory
@@ -174,29 +174,32 @@ def test_a_handler_failure_is_500_and_the_retry_succeeds(fake_stripe, buyer_clie
     stored = StripeEvent.objects.get(event_id=event["id"])
     assert stored.status == StripeEvent.Status.FAILED and stored.attempts == 1
     assert "GatewayError" in stored.last_error
-    topup = TopUp.objects.get(pk=body["id"])
-    assert topup.refund_required and not topup.stripe_refund_id and not fake_stripe.refunds
+    payment = TopUp.objects.select_related("payment").get(pk=body["id"]).payment
+    assert payment.refund_status == "PENDING" and not payment.stripe_refund_id and not fake_stripe.refunds
 
     assert deliver(fake_stripe, event).status_code == 200
 
     stored.refresh_from_db()
     assert stored.status == StripeEvent.Status.PROCESSED and stored.attempts == 2 and stored.last_error == ""
-    topup.refresh_from_db()
-    assert not topup.refund_required and topup.stripe_refund_id in fake_stripe.refunds
+    payment.refresh_from_db()
+    assert payment.refund_status == "SUCCEEDED" and payment.stripe_refund_id in fake_stripe.refunds
     assert Wallet.objects.get(user=buyer).balance == Decimal("0.00")
     reconcile()
 
 
-def test_an_event_naming_another_session_of_the_top_up_fails_and_changes_nothing(fake_stripe, buyer):
-    """Our bug or someone else's: it is answered 500, kept FAILED for staff, never credited."""
+def test_an_event_naming_another_session_of_the_top_up_is_refused_and_changes_nothing(fake_stripe, buyer):
+    """Not the session we created for it (our bug or someone else's): recorded FAILED with the
+    reason for staff, never credited; what Stripe took for it is refunded (here Stripe
+    knows no such payment, so the refund fails: 500, and Stripe delivers it again)."""
     topup = TopUpFactory(wallet=WalletFactory(user=buyer), amount=Decimal("5.00"))
     event = paid_session_event(fake_stripe, topup)
     event["data"]["object"]["id"] = "cs_test_someone_else"
 
     assert_refused(deliver(fake_stripe, event), 500, "WEBHOOK_PROCESSING_FAILED")
-    topup.refresh_from_db()
-    assert topup.status == TopUp.Status.PENDING and topup.stripe_payment_intent_id == ""
+    topup = TopUp.objects.select_related("payment").get(pk=topup.pk)
+    assert topup.status == TopUp.Status.PENDING and topup.payment.stripe_payment_intent_id is None
     assert StripeEvent.objects.get().status == StripeEvent.Status.FAILED
+    assert Wallet.objects.get(user=buyer).balance == Decimal("0.00")
 
 
 @pytest.mark.django_db

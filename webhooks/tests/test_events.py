@@ -12,6 +12,9 @@ from catalog.tests.factories import ProductFactory
 from orders import services
 from orders.models import Order
 from orders.tests.factories import OrderFactory
+from payments.gateway import CheckoutSession
+from payments.models import CheckoutPayment
+from payments.services import payment_paid, payment_release
 from wallets.exceptions import InsufficientFunds, WalletLocked
 from wallets.models import Wallet
 from wallets.services import wallet_set_locked
@@ -97,15 +100,28 @@ def test_a_sale_that_rolls_back_records_nothing(engine, buyer, merchant, product
     assert not Order.objects.exists()
 
 
+def paid_session(order) -> CheckoutSession:
+    """The paid Checkout Session of a card order, exactly as we created it."""
+    return CheckoutSession(
+        id=order.payment.stripe_session_id,
+        url=None,
+        payment_intent_id=f"pi_{order.pk.hex[:12]}",
+        status="complete",
+        payment_status="paid",
+        amount_total=order.amount,
+        currency=order.currency.lower(),
+    )
+
+
 def test_refund_cancel_fail_and_card_payment_are_events_too(merchant, buyer_client, merchant_client, sale):
     endpoint = WebhookEndpointFactory(merchant=merchant)
     wallet_sale = sale()
     services.order_refund(order_id=wallet_sale.pk, merchant=merchant)
 
-    pending = [OrderFactory(product__merchant=merchant) for _ in range(3)]
-    services.order_gateway_payment_failed(order_id=pending[0].pk, reason="card declined")
-    services.order_gateway_session_expired(order_id=pending[1].pk)
-    services.order_gateway_payment_succeeded(order_id=pending[2].pk, session_id="cs_test_1", payment_intent_id="pi_1")
+    pending = [OrderFactory(product__merchant=merchant, payment__stripe_session_id=f"cs_test_{i}") for i in range(3)]
+    payment_release(payment_id=pending[0].payment_id, status=CheckoutPayment.Status.FAILED, reason="card declined")
+    payment_release(payment_id=pending[1].payment_id, status=CheckoutPayment.Status.EXPIRED, reason="expired")
+    payment_paid(payment_id=pending[2].payment_id, session=paid_session(pending[2]))
 
     events = [(e["type"], e["data"]["order"]["id"], e["data"]["order"]["status"]) for e in events_of(endpoint)]
     assert events == [
@@ -121,8 +137,11 @@ def test_refund_cancel_fail_and_card_payment_are_events_too(merchant, buyer_clie
 
 def test_a_no_op_is_not_an_event(merchant, sale):
     endpoint = WebhookEndpointFactory(merchant=merchant)
-    order = OrderFactory(product__merchant=merchant, status=Order.Status.CANCELLED)
-    services.order_gateway_session_expired(order_id=order.pk)  # already CANCELLED: nothing changes
+    order = OrderFactory(product__merchant=merchant)
+    payment_release(payment_id=order.payment_id, status=CheckoutPayment.Status.EXPIRED, reason="expired")
+    endpoint.deliveries.all().delete()
+    # Already CANCELLED: nothing changes, nothing is told.
+    assert not payment_release(payment_id=order.payment_id, status=CheckoutPayment.Status.EXPIRED, reason="again")
     assert events_of(endpoint) == []
 
 

@@ -7,13 +7,13 @@ import pytest
 from django.db import connection, transaction
 
 from catalog.models import Product
-from catalog.tests.factories import ProductFactory
-from orders import services
 from orders.models import Order
+from orders.tests.utils import merchant_product
+from payments.models import CheckoutPayment
+from payments.services import payment_release
 from wallets.models import LedgerEntry, Wallet
 from wallets.selectors import system_wallet_balances
 from wallets.services import wallet_set_locked
-from wallets.tests.factories import WalletFactory
 from webhooks.models import StripeEvent
 from webhooks.tests.utils import deliver, deliver_all_at_once, deliver_session_event
 
@@ -23,8 +23,7 @@ ORDERS = "/api/v1/orders"
 
 @pytest.fixture
 def product(merchant):
-    WalletFactory(user=merchant)
-    return ProductFactory(merchant=merchant, price=D("25.00"), available_units=10)
+    return merchant_product(merchant, price="25.00", units=10)
 
 
 def order_by_card(client, product, quantity=2):
@@ -56,8 +55,10 @@ def test_paid_session_completes_the_order_and_credits_the_merchant(fake_stripe, 
     event, response = deliver_session_event(fake_stripe, "checkout.session.completed", session["id"])
 
     assert response.status_code == 200
-    order = Order.objects.get(pk=body["id"])
-    assert order.status == Order.Status.COMPLETED and order.stripe_payment_intent_id == session["payment_intent"]
+    order = Order.objects.select_related("payment").get(pk=body["id"])
+    assert (
+        order.status == Order.Status.COMPLETED and order.payment.stripe_payment_intent_id == session["payment_intent"]
+    )
     assert merchant_balance(product) == D("50.00") and clearing() == D("-50.00")
     (leg,) = LedgerEntry.objects.filter(wallet__user=product.merchant)
     assert leg.type == LedgerEntry.Type.REVENUE and leg.journal.reference_id == body["id"]
@@ -137,8 +138,8 @@ def test_a_late_payment_for_a_cancelled_order_is_refunded(fake_stripe, buyer_cli
     event, response = deliver_session_event(fake_stripe, "checkout.session.completed", session["id"])
 
     assert response.status_code == 200
-    order = Order.objects.get(pk=body["id"])
-    assert order.status == Order.Status.CANCELLED and order.stripe_refund_id in fake_stripe.refunds
+    order = Order.objects.select_related("payment").get(pk=body["id"])
+    assert order.status == Order.Status.CANCELLED and order.payment.stripe_refund_id in fake_stripe.refunds
     refund = fake_stripe.last("POST", "/v1/refunds")
     assert refund.params["payment_intent"] == session["payment_intent"]
     assert merchant_balance(product) == D("0.00") and stock(product) == 10 and clearing() == D("0.00")
@@ -162,15 +163,15 @@ def test_a_paid_session_for_a_locked_merchant_wallet_fails_the_order_and_refunds
     event, response = deliver_session_event(fake_stripe, "checkout.session.completed", session["id"])
 
     assert response.status_code == 200, response.content
-    order = Order.objects.get(pk=body["id"])
+    order = Order.objects.select_related("payment").get(pk=body["id"])
     assert order.status == Order.Status.FAILED and "locked" in order.failure_reason
-    assert order.stripe_refund_id in fake_stripe.refunds and not order.refund_required
+    assert order.payment.stripe_refund_id in fake_stripe.refunds and order.payment.refund_status == "SUCCEEDED"
     refund = fake_stripe.last("POST", "/v1/refunds")
     assert refund.params["payment_intent"] == session["payment_intent"]
-    assert refund.idempotency_key == f"late-payment-refund-{order.pk}"
+    assert refund.idempotency_key == f"refund-{order.payment_id}"
     assert stock(product) == 10 and merchant_balance(product) == D("0.00") and clearing() == D("0.00")
     stored = StripeEvent.objects.get(event_id=event["id"])
-    assert stored.status == StripeEvent.Status.PROCESSED and "refunding" in stored.outcome
+    assert stored.status == StripeEvent.Status.PROCESSED and "refunding" in stored.outcome, stored.outcome
     assert buyer_client.get(f"{ORDERS}/{body['id']}").json()["status"] == "FAILED"
 
     assert deliver(fake_stripe, event).status_code == 200  # Stripe's retry: nothing more
@@ -190,16 +191,16 @@ def test_a_failed_refund_keeps_the_event_open_and_the_retry_refunds(fake_stripe,
 
     stored = StripeEvent.objects.get(event_id=event["id"])
     assert stored.status == StripeEvent.Status.FAILED and "GatewayError" in stored.last_error
-    order = Order.objects.get(pk=body["id"])  # the database step committed; only the refund is owed
-    assert order.status == Order.Status.FAILED and order.refund_required and order.stripe_refund_id is None
+    order = Order.objects.select_related("payment").get(pk=body["id"])  # the database step committed
+    assert order.status == Order.Status.FAILED and order.payment.refund_status == "PENDING"  # only the refund is owed
     assert stock(product) == 10 and not fake_stripe.refunds
 
     assert deliver(fake_stripe, event).status_code == 200
 
     stored.refresh_from_db()
     assert stored.status == StripeEvent.Status.PROCESSED and stored.last_error == ""
-    order.refresh_from_db()
-    assert not order.refund_required and order.stripe_refund_id in fake_stripe.refunds
+    order.payment.refresh_from_db()
+    assert order.payment.refund_status == "SUCCEEDED" and order.payment.stripe_refund_id in fake_stripe.refunds
     assert len(fake_stripe.refunds) == 1 and stock(product) == 10 and merchant_balance(product) == D("0.00")
     reconcile()
 
@@ -207,22 +208,22 @@ def test_a_failed_refund_keeps_the_event_open_and_the_retry_refunds(fake_stripe,
 @pytest.mark.django_db
 def test_a_cancel_whose_refund_fails_is_finished_by_the_webhook(fake_stripe, buyer_client, product, reconcile):
     """The buyer's cancel finds the session paid and the merchant's wallet locked: the order
-    fails; Stripe refuses the refund at that moment, so the order stays refund_required,
-    and the paid session's webhook refunds it."""
+    fails; Stripe fails the refund at that moment, so the refund stays PENDING, and the
+    paid session's webhook refunds it."""
     body = order_by_card(buyer_client, product, quantity=1)
     wallet_set_locked(wallet_ids=[Wallet.objects.get(user=product.merchant).pk], locked=True)
     session = fake_stripe.mark_paid(body["stripeSessionId"])
     fake_stripe.fail_next(1, status=500, path="/v1/refunds")
 
     assert buyer_client.post(f"{ORDERS}/{body['id']}/cancel").status_code == 409
-    order = Order.objects.get(pk=body["id"])
-    assert order.status == Order.Status.FAILED and order.refund_required and not fake_stripe.refunds
+    order = Order.objects.select_related("payment").get(pk=body["id"])
+    assert order.status == Order.Status.FAILED and order.payment.refund_status == "PENDING" and not fake_stripe.refunds
 
     _, response = deliver_session_event(fake_stripe, "checkout.session.completed", session["id"])
 
     assert response.status_code == 200
-    order.refresh_from_db()
-    assert not order.refund_required and order.stripe_refund_id in fake_stripe.refunds
+    order.payment.refresh_from_db()
+    assert order.payment.refund_status == "SUCCEEDED" and order.payment.stripe_refund_id in fake_stripe.refunds
     assert stock(product) == 10
     reconcile()
 
@@ -236,17 +237,19 @@ def test_no_row_lock_is_held_while_stripe_refunds(fake_stripe, buyer_client, pro
     if locked_wallet:
         wallet_set_locked(wallet_ids=[Wallet.objects.get(user=product.merchant).pk], locked=True)
     else:
-        services.order_gateway_session_expired(order_id=body["id"])
+        payment_id = Order.objects.get(pk=body["id"]).payment_id
+        payment_release(payment_id=payment_id, status=CheckoutPayment.Status.EXPIRED, reason="expired")
     session = fake_stripe.mark_paid(body["stripeSessionId"])
     event = fake_stripe.session_event("checkout.session.completed", session["id"])
 
     def rows_lockable_now():
         try:
             with transaction.atomic():
-                Order.objects.select_for_update(nowait=True).get(pk=body["id"])
+                order = Order.objects.select_for_update(nowait=True).get(pk=body["id"])
+                CheckoutPayment.objects.select_for_update(nowait=True).get(pk=order.payment_id)
                 StripeEvent.objects.select_for_update(nowait=True).get(event_id=event["id"])
                 Wallet.objects.select_for_update(nowait=True).get(user=product.merchant)
-                return Order.objects.get(pk=body["id"]).refund_required  # the decision is committed
+                return CheckoutPayment.objects.get(pk=order.payment_id).refund_status  # the decision is committed
         finally:
             connection.close()  # this runs in the fake Stripe's thread
 
@@ -254,8 +257,8 @@ def test_no_row_lock_is_held_while_stripe_refunds(fake_stripe, buyer_client, pro
 
     assert deliver(fake_stripe, event).status_code == 200
 
-    assert fake_stripe.hook_results == [True]
-    assert Order.objects.get(pk=body["id"]).stripe_refund_id in fake_stripe.refunds
+    assert fake_stripe.hook_results == ["PENDING"]
+    assert Order.objects.select_related("payment").get(pk=body["id"]).payment.stripe_refund_id in fake_stripe.refunds
     reconcile()
 
 

@@ -4,7 +4,7 @@ webhook, top-up and gateway-order tests)."""
 from rest_framework.test import APIClient
 
 from paymentflow.testing.concurrency import Post, post_at_once
-from paymentflow.testing.fake_stripe import build_event
+from payments.testing.fake_stripe import build_event
 
 WEBHOOK_URL = "/api/v1/webhooks/stripe"
 
@@ -40,7 +40,7 @@ def deliver_all_at_once(live_server, deliveries):
 def paid_session_event(fake_stripe, topup, type_="checkout.session.completed"):
     """A paid session for `topup` (made directly, not through our API) and its event."""
     session = {
-        "id": topup.stripe_session_id,
+        "id": topup.payment.stripe_session_id,
         "object": "checkout.session",
         "amount_total": int(topup.amount * 100),
         "currency": topup.currency.lower(),

@@ -11,15 +11,15 @@ from urllib.parse import urlsplit
 import pytest
 from django.test import override_settings
 
-from paymentflow import gateway
-from paymentflow.gateway import (
+from payments import gateway
+from payments.gateway import (
     CheckoutSession,
     GatewayError,
     GatewayNotConfigured,
     WebhookPayloadInvalid,
     WebhookSignatureInvalid,
 )
-from paymentflow.testing.fake_stripe import build_event, encode_event, parse_form, sign_payload
+from payments.testing.fake_stripe import build_event, encode_event, parse_form, sign_payload
 
 ORDER_ID = "0b7f6a52-4a8e-4c1e-9d55-8f2f0d6c1a11"
 
@@ -384,6 +384,60 @@ class TestRefunds:
         assert fake_stripe.requests == []
 
 
+class TestStripesRecords:
+    """What the refunds and reconciliation ask Stripe: refunds by payment intent or since a
+    moment, sessions since a moment (all pages), a PaymentIntent."""
+
+    def test_refunds_of_one_payment_intent_whoever_made_them(self, fake_stripe):
+        intent = fake_stripe.mark_paid(create().id)["payment_intent"]
+        other = fake_stripe.mark_paid(create(idempotency_key="other").id)["payment_intent"]
+        ours = gateway.create_refund(payment_intent_id=intent, amount=Decimal("9.97"), idempotency_key="r1")
+        dashboard = fake_stripe.refund_in_dashboard(intent)  # the other 50.00, made without us
+        fake_stripe.refund_in_dashboard(other)
+
+        found = gateway.list_refunds(payment_intent_id=intent)
+
+        assert [r.id for r in found] == [dashboard["id"], ours.id]  # newest first
+        assert [r.amount for r in found] == [Decimal("50.00"), Decimal("9.97")] and all(r.is_made for r in found)
+        assert fake_stripe.last("GET", "/v1/refunds").params == {"payment_intent": intent, "limit": "100"}
+        assert gateway.list_refunds(payment_intent_id="pi_test_none") == []
+
+    def test_lists_follow_every_page(self, fake_stripe):
+        intents = [fake_stripe.mark_paid(create(idempotency_key=f"k{n}").id)["payment_intent"] for n in range(3)]
+        for intent in intents:
+            fake_stripe.refund_in_dashboard(intent)
+        since = datetime.now(UTC) - timedelta(minutes=1)
+        fake_stripe.max_page_size = 2
+
+        refunds = gateway.list_refunds(created_since=since)
+        sessions = gateway.list_checkout_sessions(created_since=since)
+
+        assert {r.payment_intent_id for r in refunds} == set(intents)
+        assert len(sessions) == 3 and {s.payment_status for s in sessions} == {"paid"}
+        assert len(fake_stripe.calls("GET", "/v1/refunds")) == 2  # two pages
+        assert fake_stripe.calls("GET", "/v1/refunds")[1].params["starting_after"] == refunds[1].id
+        assert gateway.list_refunds(created_since=datetime.now(UTC) + timedelta(minutes=1)) == []
+
+    def test_a_payment_intent(self, fake_stripe):
+        session = create()
+        fake_stripe.mark_completed_unpaid(session.id)
+        intent_id = fake_stripe.sessions[session.id]["payment_intent"]
+        assert gateway.retrieve_payment_intent(payment_intent_id=intent_id).status == "processing"
+        fake_stripe.mark_async_failed(session.id)
+        intent = gateway.retrieve_payment_intent(payment_intent_id=intent_id)
+        assert (intent.status, intent.amount_received) == ("requires_payment_method", Decimal("0.00"))
+
+    def test_listing_needs_a_payment_intent_or_a_moment(self, fake_stripe):
+        with pytest.raises(ValueError):
+            gateway.list_refunds()
+
+
+def _auth() -> dict:
+    from payments.testing.fake_stripe import API_KEY
+
+    return {"authorization": f"Bearer {API_KEY}"}
+
+
 class TestConstructEvent:
     def test_a_good_signature(self, fake_stripe):
         session = create()
@@ -480,6 +534,33 @@ class TestFakeStripe:
         header = sign_payload(b'{"a":1}', "whsec_x", timestamp=1700000000)
         expected = hmac.new(b"whsec_x", b'1700000000.{"a":1}', hashlib.sha256).hexdigest()
         assert header == f"t=1700000000,v1={expected}"
+
+    def test_a_lost_answer_after_stripe_acted(self, fake_stripe):
+        """Stripe made the refund; the client heard nothing (the SDK's retries replay the
+        stored answer, lost again), then after 24 h the key is forgotten: a second refund
+        of the whole charge is refused as `charge_already_refunded`."""
+        intent = fake_stripe.mark_paid(create().id)["payment_intent"]
+        fake_stripe.lose_responses("/v1/refunds", method="POST")
+        with override_settings(STRIPE_MAX_NETWORK_RETRIES=1), pytest.raises(GatewayError) as caught:
+            gateway.create_refund(payment_intent_id=intent, idempotency_key="r1")
+        assert caught.value.transient and len(fake_stripe.refunds) == 1
+        assert len(fake_stripe.calls("POST", "/v1/refunds")) == 2  # the SDK's retry, same key, answer lost too
+        assert len(gateway.list_refunds(payment_intent_id=intent)) == 1  # GETs are answered
+
+        fake_stripe.keep_responses()
+        assert gateway.create_refund(payment_intent_id=intent, idempotency_key="r1").id in fake_stripe.refunds
+        fake_stripe.forget_idempotency_keys()
+        with pytest.raises(GatewayError) as caught:
+            gateway.create_refund(payment_intent_id=intent, idempotency_key="r1")
+        assert caught.value.stripe_code == "charge_already_refunded" and not caught.value.transient
+
+    def test_a_charge_shows_what_was_refunded(self, fake_stripe):
+        intent = fake_stripe.payment_intents[fake_stripe.mark_paid(create().id)["payment_intent"]]
+        fake_stripe.refund_in_dashboard(intent["id"], amount=1000)
+        charge = fake_stripe.charge_event("charge.refunded", intent["id"])["data"]["object"]
+        assert (charge["amount_refunded"], charge["refunded"], charge["payment_intent"]) == (1000, False, intent["id"])
+        status, body, _, _ = fake_stripe.handle("GET", f"/v1/charges/{intent['latest_charge']}", _auth(), "", "")
+        assert status == 200 and body["amount_refunded"] == 1000
 
     def test_state_is_reset_between_tests(self, fake_stripe):
         assert fake_stripe.requests == [] and fake_stripe.sessions == {}

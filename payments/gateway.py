@@ -153,6 +153,10 @@ class CheckoutSession:
         )
 
 
+#: Refund statuses under which the money has left, or is leaving, the Stripe account.
+REFUND_MADE_STATUSES: frozenset[str] = frozenset({"pending", "requires_action", "succeeded"})
+
+
 @dataclass(frozen=True, slots=True)
 class Refund:
     id: str
@@ -160,6 +164,12 @@ class Refund:
     amount: Decimal
     currency: str | None = None
     payment_intent_id: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def is_made(self) -> bool:
+        """The buyer has (or is getting) the money back: it counts, whatever came next."""
+        return self.status in REFUND_MADE_STATUSES
 
     @classmethod
     def from_stripe(cls, obj: Any) -> Refund:
@@ -170,6 +180,25 @@ class Refund:
             amount=from_minor_units(data["amount"]),
             currency=data.get("currency"),
             payment_intent_id=_id_of(data.get("payment_intent")),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentIntent:
+    id: str
+    status: str | None  # "processing" | "succeeded" | "requires_payment_method" | "canceled" | ...
+    amount_received: Decimal
+    currency: str | None = None
+
+    @classmethod
+    def from_stripe(cls, obj: Any) -> PaymentIntent:
+        data = _plain(obj)
+        return cls(
+            id=data["id"],
+            status=data.get("status"),
+            amount_received=from_minor_units(data.get("amount_received") or 0),
+            currency=data.get("currency"),
         )
 
 
@@ -377,6 +406,38 @@ def create_refund(
         lambda client: client.v1.refunds.create(params, {"idempotency_key": idempotency_key}),
     )
     return Refund.from_stripe(refund)
+
+
+def list_refunds(*, payment_intent_id: str | None = None, created_since: datetime | None = None) -> list[Refund]:
+    """Every refund of one PaymentIntent, or every refund made since a moment (all pages),
+    newest first: what Stripe says was refunded, whoever asked for it."""
+    if payment_intent_id is None and created_since is None:
+        raise ValueError("list refunds of a payment intent, or since a moment")
+    params: dict[str, Any] = {"limit": 100}
+    if payment_intent_id is not None:
+        params["payment_intent"] = payment_intent_id
+    if created_since is not None:
+        params["created"] = {"gte": int(created_since.timestamp())}
+    return _call(
+        "refunds.list",
+        lambda client: [Refund.from_stripe(r) for r in client.v1.refunds.list(params).auto_paging_iter()],
+    )
+
+
+def list_checkout_sessions(*, created_since: datetime) -> list[CheckoutSession]:
+    """Every Checkout Session created since a moment (all pages), newest first."""
+    params = {"limit": 100, "created": {"gte": int(created_since.timestamp())}}
+    return _call(
+        "checkout.sessions.list",
+        lambda client: [
+            CheckoutSession.from_stripe(s) for s in client.v1.checkout.sessions.list(params).auto_paging_iter()
+        ],
+    )
+
+
+def retrieve_payment_intent(*, payment_intent_id: str) -> PaymentIntent:
+    intent = _call("payment_intents.retrieve", lambda client: client.v1.payment_intents.retrieve(payment_intent_id))
+    return PaymentIntent.from_stripe(intent)
 
 
 # --- Webhooks -----------------------------------------------------------------------------

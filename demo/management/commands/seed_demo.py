@@ -1,10 +1,13 @@
-"""Demo data for `make run`: a buyer, a merchant and a staff admin. Safe to run again."""
+"""Demo data for `make run`: a buyer, a merchant and a staff admin, the merchant's products
+and the buyer's funds. Safe to run again."""
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import User
 from accounts.services import user_register
+from catalog.demo import seed_demo_products
+from wallets.demo import seed_demo_funds
 
 DEMO_PASSWORD = "DemoPass123!"
 DEMO_USERS = [
@@ -15,7 +18,7 @@ ADMIN_EMAIL = "admin@demo.paymentflow.local"
 
 
 class Command(BaseCommand):
-    help = "Create the demo buyer, merchant and admin (idempotent) and print how to use them."
+    help = "Create the demo buyer, merchant, admin, products and funds (idempotent) and print how to use them."
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -30,7 +33,8 @@ class Command(BaseCommand):
                     user_register(email=email, password=DEMO_PASSWORD, role=role, first_name=first, last_name=last)
             if not User.objects.filter(email=ADMIN_EMAIL).exists():
                 User.objects.create_superuser(ADMIN_EMAIL, DEMO_PASSWORD, first_name="Demo", last_name="Admin")
-            self.seed_extras()
+            seed_demo_products()
+            seed_demo_funds(email=DEMO_USERS[0][0])
 
         self.stdout.write(
             "\nPayment Flow demo is ready\n"
@@ -42,11 +46,3 @@ class Command(BaseCommand):
             f"  Merchant     {DEMO_USERS[1][0]} / {DEMO_PASSWORD}\n"
             f"  Admin        {ADMIN_EMAIL} / {DEMO_PASSWORD}\n"
         )
-
-    def seed_extras(self):
-        """Later apps add their demo data here (products, a funded wallet)."""
-        from catalog.demo import seed_demo_products
-        from wallets.demo import seed_demo_funds
-
-        seed_demo_products()
-        seed_demo_funds(email=DEMO_USERS[0][0])

@@ -1,13 +1,17 @@
 """A small fake Stripe API for tests: the real `stripe` SDK is pointed at it.
 
 `FakeStripe` runs a `ThreadingHTTPServer` on a free 127.0.0.1 port and answers, with
-Stripe-shaped JSON, the few endpoints `paymentflow.gateway` calls:
+Stripe-shaped JSON, the few endpoints `payments.gateway` calls:
 
     POST /v1/checkout/sessions              create (validated like Stripe, see below)
     GET  /v1/checkout/sessions/{id}         retrieve
     POST /v1/checkout/sessions/{id}/expire  open -> expired; otherwise 400 like Stripe
-    POST /v1/refunds                        refund a succeeded PaymentIntent
-    GET  /v1/refunds/{id}, GET /v1/payment_intents/{id}
+    GET  /v1/checkout/sessions              list (newest first; created[gte], paging)
+    POST /v1/refunds                        refund a succeeded PaymentIntent, at most what it
+                                            received (`charge_already_refunded` beyond it)
+    GET  /v1/refunds                        list (newest first; payment_intent, created[gte],
+                                            paging)
+    GET  /v1/refunds/{id}, GET /v1/payment_intents/{id}, GET /v1/charges/{id}
 
 Like Stripe it requires `Authorization: Bearer <api_key>`, parses the form-encoded
 bodies the SDK sends (`line_items[0][price_data][unit_amount]=...` becomes nested
@@ -17,9 +21,12 @@ parameters it is a 400 `idempotency_error`. Every request is recorded (`requests
 
 What the buyer does at Checkout is simulated by `mark_paid`, `mark_expired`,
 `mark_completed_unpaid`, `mark_async_succeeded` and `mark_async_failed`; webhooks for it
-are built with `build_event` / `session_event` and signed with the real scheme
-(`sign_payload`, `signed`). Failures: `fail_next` (any endpoint or one path), `down`,
-`stall_next`; `on_next_request` runs a test's hook while a request is in flight.
+are built with `build_event` / `session_event` / `refund_event` / `charge_event` and signed
+with the real scheme (`sign_payload`, `signed`); what staff do in Stripe's Dashboard by
+`refund_in_dashboard`. Failures: `fail_next` (any endpoint or one path), `down`,
+`stall_next`, `lose_responses` (Stripe acts, the answer never arrives),
+`forget_idempotency_keys` (Stripe keeps them 24 hours); `on_next_request` runs a test's
+hook while a request is in flight.
 
 Injected failures are not stored under the idempotency key (the request "never ran"),
 so the SDK's retries, or ours with the same key, succeed once the fake is healthy again.
@@ -211,8 +218,10 @@ class FakeStripe:
             self._hooks: list[tuple[str, Callable[[], Any]]] = []
             self.hook_results: list[Any] = []
             self._stalls: list[float] = []
+            self._lost: list[tuple[str, str | None, int | None]] = []  # (path prefix, method, how many or all)
             self.down = False
             self.down_status = 500
+            self.max_page_size = 100  # Stripe's; a test lowers it to see lists paged
 
     # -- failure injection
     def fail_next(
@@ -236,6 +245,32 @@ class FakeStripe:
         without knowing the outcome, as when a response is lost on the way back."""
         with self._lock:
             self._stalls.extend([seconds] * n)
+
+    def lose_responses(self, path: str, n: int | None = None, *, method: str | None = None) -> None:
+        """Requests whose path starts with `path` (and of `method`, if given) are handled
+        (objects ARE created, stored under their idempotency key) but the connection is
+        closed before any answer: the next `n` of them, or all until `keep_responses()`."""
+        with self._lock:
+            self._lost.append((path, method, n))
+
+    def keep_responses(self) -> None:
+        with self._lock:
+            self._lost = []
+
+    def forget_idempotency_keys(self) -> None:
+        """What Stripe does 24 hours after a key was first used: the same key then runs the
+        request again, as new."""
+        with self._lock:
+            self._idempotent.clear()
+
+    # -- what staff do in Stripe's Dashboard
+    def refund_in_dashboard(self, payment_intent_id: str, amount: int | None = None) -> dict[str, Any]:
+        """A refund made outside our code (amount in cents; default what is left)."""
+        with self._lock:
+            params = {"payment_intent": payment_intent_id}
+            if amount is not None:
+                params["amount"] = str(amount)
+            return self._create_refund(params)
 
     # -- what the buyer does at Checkout
     def mark_paid(self, session_id: str) -> dict[str, Any]:
@@ -282,6 +317,16 @@ class FakeStripe:
         with self._lock:
             return build_event(type, self.sessions[session_id], id)
 
+    def refund_event(self, type: str, refund_id: str, id: str | None = None) -> dict[str, Any]:  # noqa: A002
+        """`refund.created` / `refund.updated` / `refund.failed` carrying the refund."""
+        with self._lock:
+            return build_event(type, self.refunds[refund_id], id)
+
+    def charge_event(self, type: str, payment_intent_id: str, id: str | None = None) -> dict[str, Any]:  # noqa: A002
+        """`charge.refunded` (or another `charge.*` event) of the PaymentIntent's charge."""
+        with self._lock:
+            return build_event(type, self._charge(self.payment_intents[payment_intent_id]), id)
+
     def signed(
         self, event: Mapping[str, Any], *, secret: str | None = None, timestamp: int | None = None
     ) -> tuple[bytes, str]:
@@ -305,7 +350,7 @@ class FakeStripe:
 
     # -- request handling (called from the server threads)
     def handle(self, method: str, raw_path: str, headers: dict[str, str], body: str, client: str):
-        """-> (status, json body, extra headers, stall seconds)"""
+        """-> (status, json body, extra headers, stall seconds or None: lose the answer)"""
         split = urlsplit(raw_path)
         path = split.path
         params = parse_form(body if method == "POST" else split.query)
@@ -313,6 +358,8 @@ class FakeStripe:
         with self._lock:
             self.requests.append(RecordedRequest(method, path, params, headers, client))
             stall = self._stalls.pop(0) if self._stalls else 0.0
+            if self._take_lost(method, path):
+                stall = None
             try:
                 if headers.get("authorization") != f"Bearer {self.api_key}":
                     raise StripeHTTPError(401, "Invalid API Key provided.")
@@ -345,6 +392,17 @@ class FakeStripe:
             except StripeHTTPError as exc:
                 return exc.status, exc.body, {}, stall
 
+    def _take_lost(self, method: str, path: str) -> bool:
+        for index, (prefix, only, left) in enumerate(self._lost):
+            if path.startswith(prefix) and only in (None, method):
+                if left is not None:
+                    if left <= 1:
+                        del self._lost[index]
+                    else:
+                        self._lost[index] = (prefix, only, left - 1)
+                return True
+        return False
+
     def _take_failure(self, path: str) -> tuple[int, str] | None:
         for index, (status, message, prefix) in enumerate(self._failures):
             if prefix is None or path.startswith(prefix):
@@ -370,12 +428,19 @@ class FakeStripe:
         match method, parts:
             case "POST", ["v1", "checkout", "sessions"]:
                 return self._create_session(params)
+            case "GET", ["v1", "checkout", "sessions"]:
+                return self._list("/v1/checkout/sessions", self.sessions.values(), params)
             case "GET", ["v1", "checkout", "sessions", session_id]:
                 return copy.deepcopy(self._session(session_id))
             case "POST", ["v1", "checkout", "sessions", session_id, "expire"]:
                 return self._expire_session(session_id)
             case "POST", ["v1", "refunds"]:
                 return self._create_refund(params)
+            case "GET", ["v1", "refunds"]:
+                refunds = [
+                    r for r in self.refunds.values() if params.get("payment_intent") in (None, r["payment_intent"])
+                ]
+                return self._list("/v1/refunds", refunds, params)
             case "GET", ["v1", "refunds", refund_id]:
                 if refund_id not in self.refunds:
                     raise _not_found("refund", refund_id, "id")
@@ -384,6 +449,11 @@ class FakeStripe:
                 if intent_id not in self.payment_intents:
                     raise _not_found("payment_intent", intent_id, "intent")
                 return copy.deepcopy(self.payment_intents[intent_id])
+            case "GET", ["v1", "charges", charge_id]:
+                for intent in self.payment_intents.values():
+                    if intent["latest_charge"] == charge_id:
+                        return self._charge(intent)
+                raise _not_found("charge", charge_id, "charge")
         raise StripeHTTPError(404, f"Unrecognized request URL ({method}: {path}).")
 
     # -- endpoints
@@ -518,6 +588,39 @@ class FakeStripe:
         self.refunds[refund["id"]] = refund
         return copy.deepcopy(refund)
 
+    def _list(self, url: str, objects, params: dict[str, Any]) -> dict[str, Any]:
+        """A Stripe list: newest first, `created[gte]` / `created[lte]`, `limit` (default
+        10, at most `max_page_size`) and `starting_after` paging, as the SDK's auto-paging
+        expects."""
+        created = params.get("created") if isinstance(params.get("created"), dict) else {}
+        gte, lte = _int(created.get("gte")), _int(created.get("lte"))
+        # `objects` are in creation order (dicts keep it): newest first is the reverse.
+        items = [o for o in objects if (gte is None or o["created"] >= gte) and (lte is None or o["created"] <= lte)]
+        items.reverse()
+        if params.get("starting_after"):
+            ids = [o["id"] for o in items]
+            if params["starting_after"] not in ids:
+                raise StripeHTTPError(400, "Invalid starting_after id.", param="starting_after")
+            items = items[ids.index(params["starting_after"]) + 1 :]
+        limit = min(max(_int(params.get("limit")) or 10, 1), self.max_page_size)
+        return {"object": "list", "url": url, "has_more": len(items) > limit, "data": copy.deepcopy(items[:limit])}
+
+    def _charge(self, intent: dict[str, Any]) -> dict[str, Any]:
+        refunded = self._refunded.get(intent["id"], 0)
+        return {
+            "id": intent["latest_charge"],
+            "object": "charge",
+            "amount": intent["amount"],
+            "amount_captured": intent["amount_received"],
+            "amount_refunded": refunded,
+            "currency": intent["currency"],
+            "metadata": dict(intent["metadata"]),
+            "paid": intent["status"] == "succeeded",
+            "payment_intent": intent["id"],
+            "refunded": bool(intent["amount_received"]) and refunded >= intent["amount_received"],
+            "status": "succeeded" if intent["status"] == "succeeded" else "pending",
+        }
+
     # -- state helpers
     def _session(self, session_id: str) -> dict[str, Any]:
         if session_id not in self.sessions:
@@ -598,6 +701,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length).decode("utf-8") if length else ""
         headers = {name.lower(): value for name, value in self.headers.items()}
         status, payload, extra, stall = self.stripe.handle(method, self.path, headers, body, self.client_address[0])
+        if stall is None:  # a lost answer: Stripe acted, the client hears nothing
+            self.close_connection = True
+            return
         if stall:
             time.sleep(stall)
         data = json.dumps(payload).encode("utf-8")

@@ -1,0 +1,510 @@
+"""Every write on card payments: a Checkout payment from its session to its refund.
+
+Callers (orders, top-ups, the webhook dispatcher, the sweeps, the admin) go through these;
+what a payment pays for moves through the hooks it registered (`payments.hooks`).
+
+- One transaction shape: each change is `atomic_with_retry` around `_lock(payment_id)`
+  (`SELECT ... FOR UPDATE` of the payment), then the owner's hook (which locks its own
+  row), then `_change`, the one place a payment's status or refund status changes. Lock
+  order, everywhere: payment -> owner (order / top-up) -> product -> wallets.
+- Stripe is never called while a lock is held: the services that call it do so between
+  their transactions.
+- Paid means paid to the cent: a paid session applies only if its id, amount and
+  currency are the ones we created (`_mismatch`); otherwise nothing is credited and the
+  payment is refunded.
+- Refunds never pay twice (docs/decisions/0001-card-refunds.md): money goes back to the
+  merchant only when Stripe says, to the one process allowed to ask it at that moment (the
+  refund lease), that no refund exists for the payment. An unknown outcome leaves the
+  refund PENDING, the money held, for a retry or the sweep.
+"""
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.transaction import TransactionManagementError
+from django.utils import timezone
+
+from accounts.models import User
+from paymentflow.api.exceptions import ApplicationError
+from paymentflow.db import atomic_with_retry
+from payments import gateway
+from payments.exceptions import PaymentNotRefundable, RefundInProgress, TooManyPendingCheckouts
+from payments.hooks import hooks_for
+from payments.models import CheckoutPayment
+
+logger = logging.getLogger("paymentflow.payments")
+
+Status = CheckoutPayment.Status
+RefundStatus = CheckoutPayment.RefundStatus
+
+#: Sessions live CHECKOUT_EXPIRES_MINUTES plus this margin, so the request that creates one
+#: is never refused for landing a few seconds under Stripe's 30 minutes.
+CHECKOUT_EXPIRY_MARGIN = timedelta(minutes=1)
+#: How long one refund attempt may talk to Stripe before another may start: longer than the
+#: SDK's timeout times its tries (10 s x 3, plus backoff).
+REFUND_ATTEMPT_LEASE = timedelta(seconds=120)
+
+EXPIRED_REASON = "The checkout session expired unpaid."
+PAYMENT_FAILED_REASON = "The card payment failed."
+SESSION_NOT_CREATED_REASON = "The payment gateway could not create the checkout session."
+
+
+class Closed(StrEnum):
+    """How a PENDING payment ended when its session was closed (`payment_close`)."""
+
+    EXPIRED = "expired"  # released: nothing was paid
+    FAILED = "failed"  # the delayed payment failed: released
+    PAID = "paid"  # paid meanwhile, and applied
+    PAID_NOT_APPLIED = "paid_not_applied"  # paid meanwhile, could not be applied: refunded
+    PROCESSING = "processing"  # a delayed payment is still on its way: left PENDING
+    SETTLED = "settled"  # it was no longer PENDING
+
+
+@dataclass(frozen=True)
+class SessionOutcome:
+    """What a Checkout Session's event did to its payment (for the webhook's record)."""
+
+    payment: CheckoutPayment | None
+    note: str
+    #: Why the event was refused (its session, amount or currency is not ours): recorded
+    #: FAILED with this reason, and what Stripe took refunded.
+    rejected: str = ""
+
+    @property
+    def refund_due(self) -> bool:
+        """A payment that was never applied must go back to the card (after the commit)."""
+        p = self.payment
+        return p is not None and p.refund_in_progress and p.status != Status.SUCCEEDED
+
+
+# --- the one transaction shape -------------------------------------------------------------
+
+
+def _lock(payment_id) -> CheckoutPayment:
+    return CheckoutPayment.objects.select_for_update().get(pk=payment_id)
+
+
+def _change(payment: CheckoutPayment, **fields) -> CheckoutPayment:
+    """The one place a (locked) payment changes: checks `status` and `refund_status` against
+    their maps, then writes the given columns."""
+    if "status" in fields and fields["status"] != payment.status:
+        allowed = CheckoutPayment.ALLOWED_TRANSITIONS.get(payment.status, frozenset())
+        if fields["status"] not in allowed:
+            raise ValueError(f"A payment cannot go from {payment.status} to {fields['status']}.")
+    if "refund_status" in fields and fields["refund_status"] != payment.refund_status:
+        allowed = CheckoutPayment.ALLOWED_REFUND_TRANSITIONS.get(payment.refund_status, frozenset())
+        if fields["refund_status"] not in allowed:
+            raise ValueError(f"A refund cannot go from {payment.refund_status} to {fields['refund_status']}.")
+    fields["updated_at"] = timezone.now()
+    for name, value in fields.items():
+        setattr(payment, name, value)
+    payment.save(update_fields=list(fields))
+    return payment
+
+
+def _refund_fields(*, now=None) -> dict:
+    """A refund that starts (PENDING, no money held by this step itself)."""
+    return {"refund_status": RefundStatus.PENDING, "refund_requested_at": now or timezone.now()}
+
+
+def _flag(payment: CheckoutPayment, reason: str) -> CheckoutPayment:
+    logger.error("Card payment %s needs staff: %s", payment.pk, reason)
+    return _change(payment, needs_attention=True, attention_reason=reason[:500])
+
+
+# --- creating a checkout --------------------------------------------------------------------
+
+
+def payment_create(*, kind: str, payer: User, amount: Decimal, currency: str) -> CheckoutPayment:
+    """A PENDING payment, in the caller's transaction (the one that writes the order or the
+    top-up), refused with 409 TOO_MANY_PENDING_CHECKOUTS when the payer already holds
+    MAX_PENDING_CHECKOUTS open ones (card orders and top-ups together). The payer's row is
+    locked for that count (`FOR NO KEY UPDATE`: nothing else waits on it), so concurrent
+    checkouts of one payer are counted one after the other."""
+    if not connection.in_atomic_block:
+        raise TransactionManagementError("payment_create runs in the transaction that writes what it pays for.")
+    hooks_for(kind)  # a kind nobody registered would never be applied
+    now = timezone.now()
+    list(User.objects.select_for_update(no_key=True).filter(pk=payer.pk).values_list("pk", flat=True))
+    open_checkouts = CheckoutPayment.objects.filter(payer=payer, status=Status.PENDING, expires_at__gt=now).count()
+    if open_checkouts >= settings.MAX_PENDING_CHECKOUTS:
+        raise TooManyPendingCheckouts(limit=settings.MAX_PENDING_CHECKOUTS)
+    expires_at = now + timedelta(minutes=settings.CHECKOUT_EXPIRES_MINUTES) + CHECKOUT_EXPIRY_MARGIN
+    return CheckoutPayment.objects.create(
+        kind=kind, payer=payer, amount=amount, currency=currency, expires_at=expires_at
+    )
+
+
+def payment_open_session(
+    *, payment: CheckoutPayment, reference_id: str, name: str, unit_amount: Decimal, quantity: int
+) -> CheckoutPayment:
+    """Create the payment's Checkout Session (no transaction open: Stripe is called) and
+    record it. The idempotency key `checkout-<payment id>` and the stored `expires_at` make
+    a retried creation find the same session. A GatewayError fails the payment, releases
+    what it pays for (`released` hook) and is re-raised (502)."""
+    try:
+        session = gateway.create_checkout_session(
+            kind=payment.kind,
+            reference_id=reference_id,
+            name=name,
+            unit_amount=unit_amount,
+            quantity=quantity,
+            currency=payment.currency,
+            customer_email=payment.payer.email,
+            idempotency_key=f"checkout-{payment.pk}",
+            expires_at=payment.expires_at,
+        )
+    except gateway.GatewayError:
+        payment_release(payment_id=payment.pk, status=Status.FAILED, reason=SESSION_NOT_CREATED_REASON)
+        raise
+    now = timezone.now()
+    # Nothing can have moved it but a release: Stripe pays nothing before the buyer has the URL.
+    CheckoutPayment.objects.filter(pk=payment.pk).update(
+        stripe_session_id=session.id, checkout_url=session.url, updated_at=now
+    )
+    payment.stripe_session_id, payment.checkout_url, payment.updated_at = session.id, session.url, now
+    return payment
+
+
+# --- what Stripe says about a session ---------------------------------------------------------
+
+
+def _mismatch(payment: CheckoutPayment, session: gateway.CheckoutSession) -> str:
+    """Why a paid session is not this payment ("" when it is: id, amount and currency)."""
+    if session.id != payment.stripe_session_id:
+        return f"session {session.id} is not {payment.stripe_session_id}, the one created for this payment"
+    if session.amount_total != payment.amount:
+        return f"session {session.id} paid an amount of {session.amount_total}, not {payment.amount}"
+    if (session.currency or "").upper() != payment.currency.upper():
+        return f"session {session.id} was paid in {session.currency}, not {payment.currency}"
+    return ""
+
+
+@atomic_with_retry
+def payment_paid(*, payment_id, session: gateway.CheckoutSession) -> SessionOutcome:
+    """The payment's session was paid (checkout.session.completed with payment_status paid,
+    async_payment_succeeded, or what the sweep read at Stripe). Database only.
+
+    - PENDING, and the session is exactly ours: the owner applies it (`paid` hook) ->
+      SUCCEEDED; if the owner cannot (a locked merchant wallet...), it released itself and
+      the payment is FAILED with its refund PENDING.
+    - PENDING, but another amount or currency: nothing is applied; the owner is released,
+      the payment FAILED, its refund PENDING, and the outcome `rejected`.
+    - FAILED / EXPIRED (a late payment: the stock is gone): refund PENDING.
+    - SUCCEEDED, or a refund already decided: nothing (a duplicate).
+
+    A refund left PENDING here (`SessionOutcome.refund_due`) is then made, with no lock
+    held, by `payment_refund_resume`.
+    """
+    payment = _lock(payment_id)
+    rejected = _mismatch(payment, session)
+    if payment.status == Status.SUCCEEDED or payment.refund_status is not None:
+        return SessionOutcome(payment, f"{payment.kind} payment already {payment.status}", rejected=rejected)
+    now = timezone.now()
+    fields = {"stripe_payment_intent_id": payment.stripe_payment_intent_id or session.payment_intent_id}
+    if not fields["stripe_payment_intent_id"]:
+        return SessionOutcome(payment, "", rejected=f"paid session {session.id} carries no payment intent")
+    hooks = hooks_for(payment.kind)
+    if payment.status == Status.PENDING:
+        reason = f"Paid, but refused: {rejected}." if rejected else None
+        if reason is None:
+            reason = hooks.paid(payment)
+            if reason is None:
+                payment = _change(payment, status=Status.SUCCEEDED, paid_at=now, **fields)
+                return SessionOutcome(payment, f"{payment.kind} payment succeeded")
+        else:
+            hooks.released(_change(payment, status=Status.FAILED, **fields), reason)
+        logger.warning("Card payment %s was paid but not applied (%s): refunding it", payment.pk, reason)
+        payment = _change(payment, status=Status.FAILED, **fields, **_refund_fields(now=now))
+        return SessionOutcome(payment, f"{payment.kind} payment not applied: refunding", rejected=rejected)
+    logger.warning("Late payment of %s card payment %s: refunding it", payment.status, payment.pk)
+    payment = _change(payment, **fields, **_refund_fields(now=now))
+    return SessionOutcome(payment, f"late payment of a {payment.status} {payment.kind}: refunding", rejected=rejected)
+
+
+@atomic_with_retry
+def payment_release(*, payment_id, status: str, reason: str) -> bool:
+    """PENDING -> FAILED or EXPIRED, the owner released with `reason`. False (and nothing
+    changes) when the payment had already left PENDING."""
+    payment = _lock(payment_id)
+    if payment.status != Status.PENDING:
+        return False
+    hooks_for(payment.kind).released(_change(payment, status=status), reason)
+    return True
+
+
+# --- closing a session: the buyer's cancel and the expiry sweep --------------------------------
+
+
+def payment_close(*, payment: CheckoutPayment, reason: str) -> Closed:
+    """End a PENDING payment (as read, unlocked): expire its session at Stripe (no lock
+    held), then settle what Stripe answers under the payment's lock. Raises GatewayError /
+    GatewayNotConfigured when Stripe cannot be asked, or would not expire the session (the
+    payment stays PENDING)."""
+    if payment.status != Status.PENDING:
+        return Closed.SETTLED
+    if not payment.stripe_session_id:  # no session was recorded: nothing to expire at Stripe
+        return (
+            Closed.EXPIRED
+            if payment_release(payment_id=payment.pk, status=Status.EXPIRED, reason=reason)
+            else (Closed.SETTLED)
+        )
+    session = gateway.expire_checkout_session(session_id=payment.stripe_session_id)
+    if session.status == "expired":
+        released = payment_release(payment_id=payment.pk, status=Status.EXPIRED, reason=reason)
+        return Closed.EXPIRED if released else Closed.SETTLED
+    if session.status != "complete":
+        raise gateway.GatewayError(f"Stripe did not expire checkout session {session.id} (status {session.status}).")
+    if not session.is_paid:
+        # Complete but unpaid: a delayed payment. Its PaymentIntent says how it ended, so a
+        # lost `async_payment_failed` event does not leave the payment PENDING for ever.
+        intent = gateway.retrieve_payment_intent(payment_intent_id=session.payment_intent_id)
+        if intent.status in ("requires_payment_method", "canceled"):
+            released = payment_release(payment_id=payment.pk, status=Status.FAILED, reason=PAYMENT_FAILED_REASON)
+            return Closed.FAILED if released else Closed.SETTLED
+        if intent.status != "succeeded":
+            return Closed.PROCESSING
+    outcome = payment_paid(payment_id=payment.pk, session=session)
+    if outcome.refund_due:
+        _refund_now_or_later(outcome.payment)
+    return Closed.PAID if outcome.payment.status == Status.SUCCEEDED else Closed.PAID_NOT_APPLIED
+
+
+def _refund_now_or_later(payment: CheckoutPayment) -> None:
+    """Refund an unapplied payment now; if Stripe fails, it stays PENDING for the paid
+    session's webhook (which Stripe delivers, and retries) or the refund sweep."""
+    try:
+        payment_refund_resume(payment_id=payment.pk, busy_ok=True)
+    except ApplicationError as exc:
+        logger.warning("Refund of card payment %s left for later: %s", payment.pk, exc.message)
+
+
+# --- refunds ------------------------------------------------------------------------------------
+
+
+def _lease_is_held(payment: CheckoutPayment, now) -> bool:
+    started = payment.refund_attempt_started_at
+    return started is not None and now - started < REFUND_ATTEMPT_LEASE
+
+
+@atomic_with_retry
+def _begin_refund(*, payment_id, reason: str) -> CheckoutPayment:
+    """Under the payment lock: the owner's money is held (once) and the lease taken."""
+    payment = _lock(payment_id)
+    now = timezone.now()
+    if payment.status != Status.SUCCEEDED or payment.refund_status == RefundStatus.SUCCEEDED:
+        raise PaymentNotRefundable()
+    if not payment.stripe_payment_intent_id:  # nothing Stripe could refund: checked before anything is held
+        raise PaymentNotRefundable("This card payment has no recorded payment intent to refund.")
+    if _lease_is_held(payment, now):
+        raise RefundInProgress()
+    fields = {}
+    if payment.refund_status is None:
+        hold = hooks_for(payment.kind).hold_refund
+        if hold is None:
+            raise PaymentNotRefundable(f"A {payment.kind} payment cannot be refunded here.")
+        hold(payment, reason)  # INSUFFICIENT_FUNDS, WALLET_LOCKED...: everything rolls back
+        fields = _refund_fields(now=now)
+    return _change(payment, refund_attempt_started_at=now, **fields)
+
+
+@atomic_with_retry
+def _take_lease(*, payment_id) -> CheckoutPayment | None:
+    payment = _lock(payment_id)
+    now = timezone.now()
+    if not payment.refund_in_progress or _lease_is_held(payment, now):
+        return None
+    return _change(payment, refund_attempt_started_at=now)
+
+
+def payment_refund(*, payment_id, reason: str = "") -> CheckoutPayment:
+    """Refund a SUCCEEDED payment in full (a merchant's refund of a card order).
+
+    1. One transaction: the owner holds the money back (`hold_refund`: the merchant debited;
+       INSUFFICIENT_FUNDS changes nothing, Stripe is not called), refund PENDING, lease taken.
+       A refund already PENDING is resumed; one being made right now is 409.
+    2. No lock held: `_refund_at_stripe`.
+    Raises GatewayError (502) when the outcome is unknown (the refund stays PENDING, the
+    money held) or Stripe refused and no refund exists (the money went back).
+    """
+    if not gateway.is_configured():
+        raise gateway.GatewayNotConfigured()  # before holding anything
+    return _refund_at_stripe(_begin_refund(payment_id=payment_id, reason=reason))
+
+
+def payment_refund_resume(*, payment_id, busy_ok: bool = False) -> CheckoutPayment:
+    """Make a PENDING refund (an unapplied payment's, or one whose outcome is unknown) at
+    Stripe. A refund being made right now by someone else: RefundInProgress, or, with
+    `busy_ok`, the payment as it is (that attempt, or the sweep, settles it)."""
+    if not gateway.is_configured():
+        raise gateway.GatewayNotConfigured()  # before the lease is taken
+    payment = _take_lease(payment_id=payment_id)
+    if payment is None:
+        current = CheckoutPayment.objects.get(pk=payment_id)
+        if current.refund_in_progress and not busy_ok:
+            raise RefundInProgress()
+        return current
+    return _refund_at_stripe(payment)
+
+
+def _refund_at_stripe(payment: CheckoutPayment) -> CheckoutPayment:
+    """Holding the lease, no lock: ask Stripe to refund all it took for the payment.
+
+    The idempotency key `refund-<payment id>` makes a retry within Stripe's 24 hours return
+    the first refund. Beyond them, or when Stripe refuses for any reason, Stripe is asked
+    what refunds exist for the payment before anything is decided (`_settle_refunds`): a
+    refund already made finishes ours; none at all gives the merchant's money back.
+    """
+    try:
+        refund = gateway.create_refund(  # no amount: all that is left (what was paid, to the cent, once)
+            payment_intent_id=payment.stripe_payment_intent_id,
+            idempotency_key=f"refund-{payment.pk}",
+            reason="requested_by_customer",
+            metadata={"payment_id": str(payment.pk), "kind": payment.kind},
+        )
+    except gateway.GatewayError as refused:
+        if refused.transient:  # the outcome is unknown: keep the hold, retry later
+            _end_attempt(payment_id=payment.pk)
+            raise
+        try:
+            refunds = gateway.list_refunds(payment_intent_id=payment.stripe_payment_intent_id)
+            paid = _paid_at_stripe(payment)
+        except gateway.GatewayError:
+            _end_attempt(payment_id=payment.pk)
+            raise refused from None
+        payment = _settle_refunds(payment_id=payment.pk, refunds=refunds, paid=paid, refused=refused)
+        if payment.refund_status != RefundStatus.SUCCEEDED:
+            raise refused from None
+        return payment
+    return _settle_refunds(payment_id=payment.pk, refunds=[refund], paid=refund.amount, attempted=True)
+
+
+@atomic_with_retry
+def _end_attempt(*, payment_id) -> None:
+    payment = _lock(payment_id)
+    if payment.refund_attempt_started_at is not None:
+        _change(payment, refund_attempt_started_at=None)
+
+
+def payment_refund_sync(*, payment_id) -> CheckoutPayment:
+    """Ask Stripe which refunds exist for the payment (no lock held) and apply them: a
+    refund made at Stripe without us (an event, the sweep, staff's "settle") refunds the
+    owner, or is flagged for staff when the owner cannot cover it."""
+    payment = CheckoutPayment.objects.get(pk=payment_id)
+    if not payment.stripe_payment_intent_id:
+        return payment
+    refunds = gateway.list_refunds(payment_intent_id=payment.stripe_payment_intent_id)
+    return _settle_refunds(payment_id=payment_id, refunds=refunds, paid=_paid_at_stripe(payment))
+
+
+def _paid_at_stripe(payment: CheckoutPayment) -> Decimal:
+    """What Stripe took: the payment's amount once applied (checked to the cent), else what
+    its PaymentIntent received (a refused payment may have paid another amount)."""
+    if payment.status == Status.SUCCEEDED:
+        return payment.amount
+    return gateway.retrieve_payment_intent(payment_intent_id=payment.stripe_payment_intent_id).amount_received
+
+
+@atomic_with_retry
+def _settle_refunds(
+    *,
+    payment_id,
+    refunds: Iterable[gateway.Refund],
+    paid: Decimal,
+    attempted: bool = False,
+    refused: gateway.GatewayError | None = None,
+) -> CheckoutPayment:
+    """Apply what Stripe says was refunded of the `paid` amount of the payment, under its lock.
+
+    `attempted` / `refused`: the caller holds the lease and has just asked Stripe for a
+    refund of all that was left, which was made (`refunds` is that refund), or refused.
+    Only the lease holder, after a refusal, may conclude that no refund exists (no other
+    attempt can be in flight): then the held money goes back to the owner. Anyone else
+    who finds no refund changes nothing.
+    """
+    payment = _lock(payment_id)
+    made = [r for r in refunds if r.is_made and r.payment_intent_id in (None, payment.stripe_payment_intent_id)]
+    refunded = sum((r.amount for r in made), Decimal("0.00"))
+    now = timezone.now()
+    fields = {"refund_attempt_started_at": None} if (attempted or refused) else {}
+    hooks = hooks_for(payment.kind)
+    if payment.refund_status == RefundStatus.SUCCEEDED and refunded < paid:
+        # A refund we recorded that Stripe no longer counts (it failed, or was canceled, later):
+        # the buyer may not have the money. Never dropped: staff decide.
+        states = ", ".join(f"{r.id} {r.status}" for r in refunds) or "none"
+        if not payment.needs_attention:
+            return _flag(payment, f"Refund {payment.stripe_refund_id} was recorded, but Stripe shows: {states}.")
+        return payment
+    if refunded >= paid and refunded > 0:
+        if payment.refund_status == RefundStatus.SUCCEEDED:
+            return _change(payment, **fields) if fields else payment
+        ours = next((r for r in made if r.metadata.get("payment_id") == str(payment.pk)), made[0])
+        done = {
+            "refund_status": RefundStatus.SUCCEEDED,
+            "stripe_refund_id": ours.id,
+            "refunded_at": now,
+            "refund_attempt_started_at": None,
+            "needs_attention": False,
+            "attention_reason": "",
+        }
+        if payment.refund_status is None:
+            done["refund_requested_at"] = now
+        if payment.status == Status.SUCCEEDED:
+            try:
+                with transaction.atomic():
+                    hooks.refunded(payment, payment.refund_in_progress)
+            except ApplicationError as exc:  # a refund made without us that the owner cannot cover
+                return _flag(_change(payment, **fields), f"Stripe refunded {refunded} ({ours.id}), but: {exc.message}")
+        logger.info("Card payment %s refunded at Stripe: %s", payment.pk, ours.id)
+        return _change(payment, **done)
+    if refunded > 0:
+        ids = ", ".join(r.id for r in made)
+        return _flag(_change(payment, **fields), f"Stripe refunded {refunded} of {paid} ({ids}).")
+    if refused is not None and payment.refund_in_progress:
+        if payment.status != Status.SUCCEEDED:  # nothing was applied, so nothing to give back
+            return _flag(_change(payment, **fields), f"Stripe refuses to refund this payment ({refused.stripe_code}).")
+        try:
+            with transaction.atomic():
+                hooks.release_refund(payment)
+        except ApplicationError as exc:
+            return _flag(
+                _change(payment, **fields), f"Stripe refused the refund, and giving it back failed: {exc.message}"
+            )
+        logger.warning("Stripe refused to refund card payment %s and holds no refund: hold released", payment.pk)
+        return _change(payment, refund_status=None, refund_requested_at=None, **fields)
+    if attempted and payment.refund_in_progress:
+        return _flag(_change(payment, **fields), f"Stripe's refund is {', '.join(r.status or '?' for r in refunds)}.")
+    return _change(payment, **fields) if fields else payment
+
+
+def payment_refund_unrecorded_session(*, session: gateway.CheckoutSession) -> None:
+    """Refund a paid Checkout Session we never recorded (its metadata names one of ours):
+    nothing was applied for it. No lock is held; the key derives from the session, and a
+    refusal is accepted only if Stripe shows it refunded."""
+    try:
+        gateway.create_refund(
+            payment_intent_id=session.payment_intent_id,
+            idempotency_key=f"refund-unrecorded-{session.id}",
+            reason="requested_by_customer",
+            metadata={"session_id": session.id, "cause": "not_our_session"},
+        )
+    except gateway.GatewayError as refused:
+        if refused.transient or not any(
+            r.is_made for r in gateway.list_refunds(payment_intent_id=session.payment_intent_id)
+        ):
+            raise
+
+
+def payment_settle_flagged(*, payment_id) -> CheckoutPayment:
+    """Staff's "settle": a refund in progress is made again; otherwise Stripe is asked what
+    it refunded and that is applied. Clears the flag when it settles."""
+    payment = CheckoutPayment.objects.get(pk=payment_id)
+    if payment.refund_in_progress:
+        return payment_refund_resume(payment_id=payment_id)
+    return payment_refund_sync(payment_id=payment_id)

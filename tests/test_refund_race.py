@@ -1,0 +1,115 @@
+"""A card refund racing everything else that touches its payment, in real threads against
+PostgreSQL and the fake Stripe: the merchant's refund, a second refund, the paid webhook
+delivered again (and its async twin) through the live server, and the refund sweep, all
+released together. Whatever the interleaving: one refund at Stripe, the merchant debited
+once, the order REFUNDED once, and both reconciliations clean."""
+
+import io
+from decimal import Decimal
+
+import pytest
+import requests
+from django.core.management import call_command
+from django.db import connection
+from django.test import override_settings
+
+from orders import services
+from orders.models import Order
+from orders.tests.utils import balance, card_order, merchant_product, pay_by_card, stock
+from paymentflow.api.exceptions import ApplicationError
+from paymentflow.testing.concurrency import REQUEST_TIMEOUT, run_at_once
+from payments.sweeps import sweep_stripe_refunds
+from wallets.selectors import system_wallet_balances
+from webhooks.tests.utils import WEBHOOK_URL, post_raw
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]
+D = Decimal
+
+
+@pytest.mark.parametrize("stripe", ["slow", "answer-lost"])
+@override_settings(REFUND_RETRY_AFTER_SECONDS=0, STRIPE_MAX_NETWORK_RETRIES=0)
+def test_a_refund_racing_a_paid_webhook_the_sweep_and_a_second_refund_refunds_once(
+    live_server, fake_stripe, buyer_client, merchant, stripe, reconcile
+):
+    product = merchant_product(merchant, price="20.00")
+    order = card_order(buyer_client, product, 2)
+    pay_by_card(fake_stripe, order)
+    assert balance(merchant) == D("40.00")
+    if stripe == "slow":
+        fake_stripe.stall_next(3, seconds=0.3)  # every refund call takes a while: the others arrive meanwhile
+    else:
+        fake_stripe.lose_responses("/v1/refunds", n=1, method="POST")  # the first refund is made, its answer lost
+    redeliveries = [
+        fake_stripe.signed(fake_stripe.session_event(kind, order["stripeSessionId"]))
+        for kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+    ]
+
+    def refund():
+        try:
+            return services.order_refund(order_id=order["id"], merchant=merchant).status
+        except ApplicationError as refused:  # in progress (409), already refunded (409), outcome unknown (502)
+            return refused.code
+
+    def webhook(delivery):
+        body, signature = delivery
+        return lambda: requests.post(
+            f"{live_server.url}{WEBHOOK_URL}", data=body, timeout=REQUEST_TIMEOUT,
+            headers={"Content-Type": "application/json", "Stripe-Signature": signature},
+        ).status_code  # fmt: skip
+
+    def sweeper():  # sweeps again and again while the others run, as overlapping schedules would
+        return [sweep_stripe_refunds() for _ in range(8)]
+
+    first, second, paid, paid_async, sweeps = run_at_once(
+        [refund, refund, webhook(redeliveries[0]), webhook(redeliveries[1]), sweeper]
+    )
+
+    allowed = {"REFUNDED", "REFUND_IN_PROGRESS", "ORDER_NOT_REFUNDABLE", "GATEWAY_ERROR"}
+    assert {first, second} <= allowed and (paid, paid_async) == (200, 200), (first, second, paid, paid_async)
+    if Order.objects.get(pk=order["id"]).status != "REFUNDED":  # the lost answer: the next sweep finishes it
+        assert stripe == "answer-lost"
+        sweep_stripe_refunds()
+    assert all(not swept.failed for swept in sweeps), sweeps
+    found = Order.objects.select_related("payment").get(pk=order["id"])
+    assert found.status == "REFUNDED" and found.payment.refund_status == "SUCCEEDED"
+    assert len(fake_stripe.refunds) == 1 and found.payment.stripe_refund_id in fake_stripe.refunds
+    assert balance(merchant) == D("0.00") and stock(product) == 10
+    assert system_wallet_balances()["stripe:clearing"] == D("0.00")
+    reconcile()
+    call_command("reconcile_stripe", stdout=io.StringIO())
+
+
+@override_settings(REFUND_RETRY_AFTER_SECONDS=0)
+def test_while_a_refund_is_at_stripe_the_others_wait_for_it(fake_stripe, buyer_client, merchant, reconcile):
+    """The same race with its worst moment pinned: while the first refund's request is at
+    Stripe (run from inside the fake's handler), a second refund is 409 REFUND_IN_PROGRESS,
+    the sweep leaves the payment to the lease holder, and the paid event again is a no-op."""
+    product = merchant_product(merchant, price="20.00")
+    order = card_order(buyer_client, product, 2)
+    pay_by_card(fake_stripe, order)
+    again = fake_stripe.signed(fake_stripe.session_event("checkout.session.completed", order["stripeSessionId"]))
+
+    def meanwhile():
+        try:
+            try:
+                services.order_refund(order_id=order["id"], merchant=merchant)
+                second = "REFUNDED"
+            except ApplicationError as refused:
+                second = refused.code
+            swept = sweep_stripe_refunds()
+            paid = post_raw(*again).status_code
+            return second, str(swept), paid, Order.objects.get(pk=order["id"]).status
+        finally:
+            connection.close()  # this runs in the fake Stripe's thread
+
+    fake_stripe.on_next_request("/v1/refunds", meanwhile)
+
+    assert services.order_refund(order_id=order["id"], merchant=merchant).status == "REFUNDED"
+
+    ((second, swept, paid, status_meanwhile),) = fake_stripe.hook_results
+    assert (second, paid, status_meanwhile) == ("REFUND_IN_PROGRESS", 200, "COMPLETED")
+    assert swept == "0 found; nothing to do; 0 not settled"  # the lease is held: left to its holder
+    assert len(fake_stripe.calls("POST", "/v1/refunds")) == 1 and len(fake_stripe.refunds) == 1
+    assert balance(merchant) == D("0.00") and stock(product) == 10
+    reconcile()
+    call_command("reconcile_stripe", stdout=io.StringIO())
