@@ -1,9 +1,9 @@
 """Queries and in-process time per request, for each request the benchmark sends.
 
-    python -m bench.queries [--requests 200] [--profile purchase] [--sql purchase]
+    python -m bench.queries [--requests 200] [--profile purchase] [--sql purchase] [--db-name NAME]
 
 Runs Django in this process (production settings, a fresh `paymentflow_bench_queries`
-database, Redis database 14) and sends requests through Django's test client: no HTTP,
+database or `--db-name`, Redis database 14) and sends requests through Django's test client: no HTTP,
 no gunicorn, no other clients. So the numbers are the application's own cost per request
 (framework + our code + the database round trips), the floor under what the benchmark
 measures. Three times per request: wall clock (`ms`), the CPU this Python process spent
@@ -37,21 +37,21 @@ ENV = {
     "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
     "DJANGO_SECURE_SSL_REDIRECT": "0",
     "DJANGO_ALLOWED_HOSTS": "testserver,127.0.0.1",
-    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DBNAME}",
     "REDIS_URL": "redis://127.0.0.1:6379/14",
     "AUTH_THROTTLE_RATE": "100000/minute",
     "LOG_LEVEL": "WARNING",
 }
 
 
-def prepare_database() -> None:
+def prepare_database(name: str) -> None:
     import psycopg
     import redis
     from psycopg import sql
 
+    ENV["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{name}"
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DBNAME)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DBNAME)))
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     redis.Redis.from_url(ENV["REDIS_URL"], socket_timeout=5).flushdb()
     env = {**os.environ, **ENV}
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, stdout=-3)
@@ -73,9 +73,10 @@ def main(argv=None) -> int:
     p.add_argument("--sort", default="cumulative", help="cProfile order: cumulative (default), tottime, ...")
     p.add_argument("--top", type=int, default=35, help="cProfile lines to print (default 35)")
     p.add_argument("--sql", help="print the SQL of one request type (e.g. purchase)")
+    p.add_argument("--db-name", default=DBNAME, help=f"the database, dropped and created (default {DBNAME})")
     args = p.parse_args(argv)
 
-    prepare_database()
+    prepare_database(args.db_name)
     os.environ.update(ENV)
     import django
 

@@ -13,7 +13,7 @@ then runs each named scenario with N concurrent clients for T seconds after a sh
 warm-up, prints throughput, latency percentiles and outcome counts, checks the invariants
 (no oversell, no negative balance, balances equal to what the bench itself moved,
 `manage.py reconcile_ledger` clean, zero real errors) and exits 1 if any fails. The ratio
-targets of issue 7 are reported, not enforced. See docs/PERFORMANCE.md.
+targets (issues 7 and 13) are reported, not enforced. See docs/PERFORMANCE.md.
 """
 
 import argparse
@@ -932,7 +932,7 @@ def main(argv=None) -> int:
         for name, value in counters.items():
             print(f"  {name} {value:g}")
     print("\nInvariants:\n" + format_checks(checks))
-    print("\nTargets (issue 7, reported, not enforced):\n" + format_targets(targets))
+    print("\nTargets (issues 7 and 13, reported, not enforced):\n" + format_targets(targets))
     print(f"\nload average before {load_before}, after {load_after} ({os.cpu_count()} CPUs)")
 
     title = (

@@ -122,10 +122,10 @@ def test_targets_met_not_met_and_missing():
         }
     )
     by_name = {r["target"]: r for r in rows}
-    assert by_name["purchase-spread >= 0.5 x me"] == {
-        "target": "purchase-spread >= 0.5 x me",
+    assert by_name["purchase-spread >= 0.45 x me"] == {
+        "target": "purchase-spread >= 0.45 x me",
         "value": 0.6,
-        "minimum": 0.5,
+        "minimum": 0.45,
         "met": True,
     }
     assert by_name["purchase-hot >= 0.8 x purchase-spread"]["met"] is False
