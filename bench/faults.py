@@ -4,9 +4,8 @@ Starts the benchmark's server (gunicorn, production settings, a fresh PostgreSQL
 see bench/run.py), funds buyers, and runs a purchase storm. Half the buyers send every
 purchase with an `Idempotency-Key` and, when they get no definitive answer (connection
 dropped, timeout, 5xx, 409 in progress), retry with the same key, as a careful client
-would. The other half send no key (on PostgreSQL such a purchase is one autocommitted
-statement) and never retry: when they get no definitive answer, the outcome is unknown
-to them. During the storm it
+would. The other half send no key (such a purchase is one transaction of its own) and
+never retry: when they get no definitive answer, the outcome is unknown to them. During the storm it
 
   1. SIGKILLs one gunicorn worker (the master starts a new one), and
   2. restarts PostgreSQL (`pg_ctlcluster ... restart`), dropping every connection.

@@ -27,6 +27,7 @@ from catalog.exceptions import (
     UnauthorizedProductAccess,
 )
 from catalog.models import MAX_UNITS, Product, StockAdjustment
+from paymentflow import sql
 
 UPDATABLE_FIELDS = ("name", "description", "price", "available_units", "is_active")
 MERCHANT_STOCK_REASON = "Merchant set available units"
@@ -180,8 +181,7 @@ def _check_quantity(quantity: int) -> None:
         raise ValueError("quantity must be a positive integer")
 
 
-#: `product_take_units` in one statement. The ORM's update() returns a row count, not the
-#: row, so this one is written out; `Product.objects.raw` loads the returned row.
+#: `product_take_units` in one statement, written out (paymentflow/sql.py says why).
 _TAKE_UNITS_SQL = """
     UPDATE catalog_product
        SET available_units = available_units - %s, updated_at = %s
@@ -194,10 +194,14 @@ _TAKE_ATTEMPTS = 3
 def _take_units(*, product_id: UUID, quantity: int) -> Product | None:
     """One conditional UPDATE: the units taken and the row locked, or None (nothing written)."""
     meta = Product._meta
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in meta.concrete_fields)
     now = meta.get_field("updated_at").get_db_prep_value(timezone.now(), connection)
-    params = [quantity, now, meta.pk.get_db_prep_value(product_id, connection), quantity]
-    return next(iter(Product.objects.raw(_TAKE_UNITS_SQL.format(columns=columns), params)), None)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _TAKE_UNITS_SQL.format(columns=sql.columns(Product)),
+            [quantity, now, meta.pk.get_db_prep_value(product_id, connection), quantity],
+        )
+        row = cursor.fetchone()
+    return None if row is None else sql.load(Product, row)
 
 
 def product_take_units(*, product_id: UUID, quantity: int) -> Product:
@@ -209,27 +213,13 @@ def product_take_units(*, product_id: UUID, quantity: int) -> Product:
     Call it inside the caller's transaction, so the order row and the stock change commit
     or roll back together. It opens no savepoint: it writes in one statement or not at
     all, so a refusal leaves the caller's transaction as it was. Returns the product with
-    its new `available_units`. Raises ProductNotFound, ProductUnavailable, ProductOutOfStock
-    (see `product_take_or_refuse`).
-    """
-    return product_take_or_refuse(
-        lambda: _take_units(product_id=product_id, quantity=quantity), product_id=product_id, quantity=quantity
-    )
-
-
-def product_take_or_refuse(take, *, product_id: UUID, quantity: int):
-    """Run `take()` -- one statement that takes `quantity` units of the product under the
-    conditions of `_TAKE_UNITS_SQL` and returns what it took, or returns None having written
-    nothing -- and return its result. When it takes nothing, the product is read (unlocked)
-    to say why: ProductNotFound, ProductUnavailable, ProductOutOfStock; if it changed in
-    between so that it would now match, `take()` is tried again.
-
-    `product_take_units` passes the bare UPDATE; the wallet purchase on PostgreSQL passes
-    its one-statement purchase (`orders.services`), which starts with that UPDATE.
+    its new `available_units`. When nothing was taken, the product is read (unlocked) to
+    say why: ProductNotFound, ProductUnavailable, ProductOutOfStock; if it changed in
+    between so that it would now match, the take is tried again.
     """
     _check_quantity(quantity)
     for _ in range(_TAKE_ATTEMPTS):
-        taken = take()
+        taken = _take_units(product_id=product_id, quantity=quantity)
         if taken is not None:
             invalidate_product_list_on_commit()
             return taken

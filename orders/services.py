@@ -19,13 +19,11 @@ from decimal import Decimal
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
-from catalog.models import Product
-from catalog.services import product_return_units, product_take_or_refuse, product_take_units
+from catalog.services import product_return_units, product_take_units
 from orders.exceptions import (
     InvalidOrderTransition,
     MerchantWalletRefused,
@@ -37,15 +35,15 @@ from orders.exceptions import (
     OwnProduct,
 )
 from orders.models import Order
-from paymentflow import metrics
+from paymentflow import metrics, sql
 from paymentflow.api.exceptions import ApplicationError
-from paymentflow.db import atomic_with_retry
+from paymentflow.db import atomic_with_retry, set_lock_timeout
 from payments import gateway
 from payments import services as payments
 from payments.exceptions import PaymentNotRefundable
 from payments.hooks import CheckoutHooks
 from payments.models import CheckoutPayment
-from wallets.exceptions import InsufficientFunds, WalletLocked
+from wallets.exceptions import WalletLocked
 from wallets.models import LedgerEntry, SystemAccount, Wallet
 from wallets.services import wallet_get_or_create, wallet_settle, wallet_transfer, wallets_lock_for_users
 from webhooks.events import webhook_event_record
@@ -144,94 +142,62 @@ def order_purchase_with_wallet(*, buyer: User, product_id: UUID, quantity: int =
     """`POST /orders {paymentMethod: WALLET}`: one transaction that takes the stock, moves
     the money (buyer PAYMENT, merchant REVENUE) and writes the COMPLETED order — or nothing.
 
-    On PostgreSQL the whole purchase is one statement, a call of the database function
-    `orders_wallet_purchase` (migration orders/0003, which lists its steps), then the
-    merchant webhook event (one `INSERT ... SELECT`), in one transaction. Elsewhere (the
-    embedded SQLite of `make run`), and on PostgreSQL when `WALLET_PURCHASE_IN_DATABASE` is
-    off, `_purchase_with_orm` does the same through the catalog and wallet services.
-    `orders/tests/test_wallet_purchase_engines.py` holds the two to the same results.
+    Lock, then check, then write, each app on its own tables through its own services:
+    the product row first (catalog's conditional stock `UPDATE`, which locks it), then
+    both wallets `FOR UPDATE` in primary-key order (wallets), the checks on those locked
+    rows, then the writes in one statement: the journal entry with its legs and balances
+    (wallets) and the order row (orders, `_completed_sale_statements`), then the
+    merchant's webhook event (`order.completed`, webhooks). So the product's lock is held
+    across four round trips after its UPDATE: the wallets' lock, the writes, the event,
+    the COMMIT. Deadlocks and serialization failures run it again (`atomic_with_retry`);
+    a lock waited for beyond PURCHASE_LOCK_TIMEOUT_MS is 503 DATABASE_BUSY. Everything
+    that can happen before the first lock does (the order's id, its description).
 
     Raises ProductNotFound, ProductUnavailable, ProductOutOfStock, OwnProduct,
     InsufficientFunds, WalletLocked.
     """
-    if connection.vendor == "postgresql" and settings.WALLET_PURCHASE_IN_DATABASE:
-        return _purchase_in_database(buyer=buyer, product_id=product_id, quantity=quantity)
-    return _purchase_with_orm(buyer=buyer, product_id=product_id, quantity=quantity)
+    order_id = uuid.uuid4()
+    return _purchase_with_wallet(buyer=buyer, product_id=product_id, quantity=quantity, order_id=order_id)
 
 
 @atomic_with_retry
-def _purchase_with_orm(*, buyer: User, product_id: UUID, quantity: int) -> Order:
+def _purchase_with_wallet(*, buyer: User, product_id: UUID, quantity: int, order_id: UUID) -> Order:
+    set_lock_timeout(settings.PURCHASE_LOCK_TIMEOUT_MS)
     product = product_take_units(product_id=product_id, quantity=quantity)  # locks the product row
     if product.merchant_id == buyer.pk:
         raise OwnProduct()
-    order_id = uuid.uuid4()
-    amount = product.price * quantity
     wallets = wallets_lock_for_users(buyer.pk, product.merchant_id)  # both, one statement, pk order
-    wallet_transfer(  # INSUFFICIENT_FUNDS / WALLET_LOCKED
-        source=wallets[buyer.pk],
-        destination=wallets[product.merchant_id],
-        locked_by_caller=True,
-        amount=amount,
-        source_type=LedgerEntry.Type.PAYMENT,
-        destination_type=LedgerEntry.Type.REVENUE,
-        reference_type=REFERENCE_TYPE,
-        reference_id=str(order_id),
-        description=f"Order {order_id}: {quantity} x {product.name}"[:255],
-    )
-    order = Order.objects.create(
-        id=order_id,
-        **_order_fields(buyer=buyer, product=product, quantity=quantity),
-        status=Status.COMPLETED,
-        payment_method=Method.WALLET,
-        completed_at=timezone.now(),
-    )
-    metrics.order_entered_status(order)
-    return _tell_merchant(order)
-
-
-_WALLET_PURCHASE_SQL = "SELECT * FROM orders_wallet_purchase(%s, %s, %s, %s, %s)"
-#: The product fields the function returns, in its column order after the outcome.
-_PURCHASED_PRODUCT_FIELDS = ["id", "merchant_id", "name", "price", "currency", "available_units"]
-
-
-@atomic_with_retry  # the function's writes and the webhook event commit together
-def _purchase_in_database(*, buyer: User, product_id: UUID, quantity: int) -> Order:
-    order_id = uuid.uuid4()
-    product_id = Product._meta.pk.to_python(product_id)
-
-    def purchase():
-        with connection.cursor() as cursor:
-            cursor.execute(_WALLET_PURCHASE_SQL, [order_id, buyer.pk, product_id, quantity, settings.CURRENCY])
-            outcome, *product_values, buyer_balance, at = cursor.fetchone()
-        if outcome == "STOCK":
-            return None  # nothing written; the catalog says why
-        product = Product.from_db(connection.alias, _PURCHASED_PRODUCT_FIELDS, [product_id, *product_values])
-        if outcome == "OWN_PRODUCT":
-            raise OwnProduct()
-        if outcome == "WALLET_LOCKED":
-            raise WalletLocked()
-        if outcome == "INSUFFICIENT_FUNDS":
-            raise InsufficientFunds(
-                required=product.price * quantity, available=buyer_balance, currency=product.currency
-            )
-        if outcome != Status.COMPLETED:
-            raise RuntimeError(f"unknown outcome of orders_wallet_purchase: {outcome}")
-        return product, at
-
-    product, at = product_take_or_refuse(purchase, product_id=product_id, quantity=quantity)
+    now = timezone.now()
     order = Order(
         id=order_id,
         **_order_fields(buyer=buyer, product=product, quantity=quantity),
         status=Status.COMPLETED,
         payment_method=Method.WALLET,
-        completed_at=at,
-        created_at=at,
-        updated_at=at,
+        completed_at=now,
+        created_at=now,
+        updated_at=now,
     )
-    order._state.adding, order._state.db = False, connection.alias  # it is the row just inserted
+    wallet_transfer(  # INSUFFICIENT_FUNDS / WALLET_LOCKED, checked on the locked rows; then the writes
+        source=wallets[buyer.pk],
+        destination=wallets[product.merchant_id],
+        locked_by_caller=True,
+        amount=order.amount,
+        source_type=LedgerEntry.Type.PAYMENT,
+        destination_type=LedgerEntry.Type.REVENUE,
+        reference_type=REFERENCE_TYPE,
+        reference_id=str(order_id),
+        description=f"Order {order_id}: {quantity} x {product.name}"[:255],
+        written_with=_completed_sale_statements(order),
+    )
     metrics.order_entered_status(order)
-    metrics.ledger_legs_written([(LedgerEntry.Type.PAYMENT, order.amount), (LedgerEntry.Type.REVENUE, order.amount)])
-    return _tell_merchant(order)
+    return _tell_merchant(order)  # the order as written: nothing is read back
+
+
+def _completed_sale_statements(order: Order) -> list[sql.Statement]:
+    """What a completed wallet sale writes besides the money, in the statement of the
+    journal entry (the purchase's transaction): the COMPLETED order row. (Its webhook event
+    follows, by `_tell_merchant`, as for every status an order enters.)"""
+    return [sql.insert(order)]
 
 
 # --- card orders: their Checkout payment and its hooks ------------------------------------

@@ -1,10 +1,11 @@
-"""Database helpers shared by every app: one atomic block that survives transient failures.
+"""Database helpers shared by every app: one atomic block that survives transient failures,
+and a bounded wait for row locks.
 
 PostgreSQL may abort a transaction that did nothing wrong: a deadlock victim
 (`40P01 deadlock_detected`) or a serialization failure (`40001`). The right answer is to
 run the whole transaction again, a bounded number of times, never to show the client a 500.
 
-    from paymentflow.db import atomic_with_retry
+    from paymentflow.db import atomic_with_retry, set_lock_timeout
 
     @atomic_with_retry
     def wallet_withdraw(*, wallet, amount): ...
@@ -14,6 +15,10 @@ run the whole transaction again, a bounded number of times, never to show the cl
 A retry only makes sense for the *outermost* transaction: inside an outer
 `transaction.atomic` the failed transaction is already doomed, so a nested call simply
 runs in a savepoint and lets the error reach the outermost retrying block.
+
+Nothing here sets anything on the connection's session: behind PgBouncer in transaction
+pooling a session setting would stay on whichever server connection the pooler gave that
+transaction. A setting a transaction needs is made for that transaction (`SET LOCAL`).
 """
 
 import functools
@@ -25,6 +30,7 @@ from typing import TypeVar
 
 import psycopg.errors
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
+from django.db.transaction import TransactionManagementError
 
 from paymentflow.api.exceptions import ApplicationError
 
@@ -69,25 +75,9 @@ def atomic_with_retry(
 
     Usable bare (`@atomic_with_retry`), with options (`@atomic_with_retry(attempts=5)`), or
     as a wrapper (`atomic_with_retry(fn)()`). After `attempts` failures it raises
-    `DatabaseBusy` (503).
+    `DatabaseBusy` (503); a lock waited for beyond a `lock_timeout` raises it at once.
     """
-    return _retrying(func, attempts=attempts, using=using, outermost_atomic=True)
 
-
-def autocommit_with_retry(
-    func: Callable[..., T] | None = None, *, attempts: int = DEFAULT_ATTEMPTS, using: str = DEFAULT_DB_ALIAS
-):
-    """`atomic_with_retry` for a function whose only write is ONE statement: as the outermost
-    block it opens no transaction, so PostgreSQL commits that statement the moment it ends
-    (no BEGIN / COMMIT round trips, and no locks held while Python sends the COMMIT); a
-    transient error runs the function again. Inside a caller's transaction it runs in a
-    savepoint, like `atomic_with_retry`, so a statement that fails does not doom the
-    caller's transaction. A function that writes in two statements must not use this.
-    """
-    return _retrying(func, attempts=attempts, using=using, outermost_atomic=False)
-
-
-def _retrying(func, *, attempts: int, using: str, outermost_atomic: bool):
     def decorate(fn: Callable[..., T]) -> Callable[..., T]:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs) -> T:
@@ -96,8 +86,6 @@ def _retrying(func, *, attempts: int, using: str, outermost_atomic: bool):
                     return fn(*args, **kwargs)
             for attempt in range(1, attempts + 1):
                 try:
-                    if not outermost_atomic:
-                        return fn(*args, **kwargs)
                     with transaction.atomic(using=using):
                         return fn(*args, **kwargs)
                 except OperationalError as exc:
@@ -119,3 +107,18 @@ def _retrying(func, *, attempts: int, using: str, outermost_atomic: bool):
     if func is not None:
         return decorate(func)
     return decorate
+
+
+def set_lock_timeout(milliseconds: int, *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Until the current transaction ends, a wait for a row lock longer than this fails with
+    `LockNotAvailable`, which `atomic_with_retry` answers 503 DATABASE_BUSY: requests do not
+    pile up behind a stuck lock holder. `SET LOCAL` (as `set_config(..., true)`, which takes
+    a parameter): the connection's own setting is untouched. No-op on SQLite, whose one
+    database lock has its own `timeout` (settings)."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return
+    if not connection.in_atomic_block:
+        raise TransactionManagementError("set_lock_timeout() sets the current transaction's timeout: open one first.")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(milliseconds)}ms"])

@@ -21,16 +21,17 @@ wallets of a purchase) passes them on (`wallet_transfer(locked_by_caller=True)`)
 second lock, no savepoint.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from accounts.models import User
-from paymentflow import metrics
+from paymentflow import metrics, sql
 from paymentflow.db import atomic_with_retry
 from wallets.exceptions import (
     BalanceLimitExceeded,
@@ -89,6 +90,11 @@ def wallet_get_or_create(*, user: User) -> Wallet:
     return wallet
 
 
+#: `wallets_lock_for_users`, written out (paymentflow/sql.py says why). The ORDER BY runs
+#: before the row locks, so every transaction locks the wallets in primary-key order.
+_LOCK_USER_WALLETS_SQL = "SELECT {columns} FROM wallets_wallet WHERE user_id IN ({users}) AND kind = %s ORDER BY id"
+
+
 def wallets_lock_for_users(*user_ids) -> dict:
     """{user id: Wallet} for these users' wallets, locked `SELECT ... FOR UPDATE` in
     primary-key order, in one statement. Call inside a transaction; the locks last until it
@@ -97,13 +103,15 @@ def wallets_lock_for_users(*user_ids) -> dict:
     Pass the wallets on with `locked_by_caller=True` (`wallet_transfer`): they are not
     read and locked a second time.
     """
+    statement = _LOCK_USER_WALLETS_SQL.format(columns=sql.columns(Wallet), users=", ".join(["%s"] * len(user_ids)))
+    if connection.features.has_select_for_update:
+        statement += " FOR UPDATE"
+    user_pk = Wallet._meta.get_field("user").target_field
+    params = [*(user_pk.get_db_prep_value(user_id, connection) for user_id in user_ids), Wallet.Kind.USER.value]
     for _ in range(2):
-        found = {
-            w.user_id: w
-            for w in Wallet.objects.select_for_update()
-            .filter(user_id__in=user_ids, kind=Wallet.Kind.USER)
-            .order_by("pk")
-        }
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            found = {wallet.user_id: wallet for wallet in (sql.load(Wallet, row) for row in cursor.fetchall())}
         missing = [user_id for user_id in user_ids if user_id not in found]
         if not missing:
             return found
@@ -206,6 +214,7 @@ def wallet_transfer(
     reference_id: str | None = None,
     description: str = "",
     locked_by_caller: bool = False,
+    written_with: Sequence[sql.Statement] = (),
 ) -> Movement:
     """Move `amount` from one user wallet to another in one journal entry.
 
@@ -218,6 +227,11 @@ def wallet_transfer(
     and writes in that transaction, without locking again and without a savepoint (see
     `_post`): a refusal raised by it leaves nothing written, any later error dooms the
     caller's transaction, as a purchase or a refund wants.
+
+    `written_with`: statements of the caller's own tables that must commit with this
+    entry (the purchase's order row), built by the caller's app and sent in the same
+    statement as the entry's writes (`paymentflow.sql.execute_together`), after the
+    checks: one round trip fewer while the caller holds its locks.
     """
     _require_amount(amount, InvalidTransfer)
     if source.pk == destination.pk:
@@ -229,6 +243,7 @@ def wallet_transfer(
         reference_id=reference_id,
         user_wallets_only=True,
         locked={source.pk: source, destination.pk: destination} if locked_by_caller else None,
+        written_with=written_with,
     )
 
 
@@ -301,6 +316,7 @@ def _post(
     allow_locked: bool = False,
     user_wallets_only: bool = False,
     locked: dict | None = None,
+    written_with: Sequence[sql.Statement] = (),
 ) -> Movement:
     """Post one balanced journal entry: lock the user wallets (pk order), check, write.
 
@@ -320,6 +336,7 @@ def _post(
         "reference_type": reference_type,
         "reference_id": reference_id,
         "created_by": created_by,
+        "written_with": written_with,
     }
     if locked is None:
         return _lock_and_post(**entry, allow_locked=allow_locked, user_wallets_only=user_wallets_only)
@@ -369,15 +386,20 @@ def _write(
     reference_type: str | None,
     reference_id: str | None,
     created_by: User | None,
+    written_with: Sequence[sql.Statement],
 ) -> Movement:
-    """The journal entry, one UPDATE of every user wallet, the legs in one INSERT."""
-    journal = JournalEntry.objects.create(
+    """The journal entry, its legs and every user wallet's new balance (and the caller's
+    `written_with`), in one statement (`paymentflow.sql.execute_together`): the legs'
+    before/after and sequences are computed here from the locked rows, the balances move
+    in the database."""
+    now = timezone.now()  # after the locks: a wallet's legs are in time order as in sequence order
+    journal = JournalEntry(
         reference_type=reference_type,
         reference_id=None if reference_id is None else str(reference_id),
         description=description,
         created_by=created_by,
+        created_at=now,
     )
-    now = timezone.now()
     entries, user_legs = [], {}
     for leg in legs:
         wallet = locked.get(leg.wallet_id)
@@ -388,6 +410,7 @@ def _write(
             amount=abs(leg.delta),
             delta=leg.delta,
             currency=settings.CURRENCY if wallet is None else wallet.currency,
+            created_at=now,
         )
         if wallet is not None:
             # The row is locked: what we read is what the database holds until we commit.
@@ -396,19 +419,23 @@ def _write(
             entry.balance_after = wallet.balance + leg.delta
             user_legs[wallet.pk] = entry
         entries.append(entry)
-    _move_balances(user_legs, now)
+    statements = [*written_with, sql.insert(journal), sql.insert(*entries)]
+    if user_legs:
+        statements.append(_move_balances(user_legs, now))  # last: its row count is checked
+    written = sql.execute_together(statements)
+    if written != (len(user_legs) or len(entries)):
+        raise DatabaseError(f"Journal {journal.pk}: {written} rows written where the locks promised more.")
     for wallet_id, entry in user_legs.items():
         wallet = locked[wallet_id]
         wallet.balance, wallet.last_sequence, wallet.updated_at = entry.balance_after, entry.sequence, now
-    LedgerEntry.objects.bulk_create(entries)
     metrics.ledger_legs_written((entry.type, entry.amount) for entry in user_legs.values())
     return Movement(journal=journal, legs=user_legs, wallets=locked)
 
 
 #: `_move_balances`: one UPDATE for every user wallet of an entry. The ORM can say it too
 #: (`update(balance=F("balance") + Case(When(pk=..., then=...), ...))`), but building that
-#: expression costs as much Python as two UPDATEs (about 1 ms per purchase), so this one
-#: statement, on the hottest path of every movement, is written out (portable SQL).
+#: expression costs as much Python as two UPDATEs, so this one statement, on the hottest
+#: path of every movement, is written out (portable SQL).
 _MOVE_BALANCES_SQL = """
     UPDATE wallets_wallet
        SET balance = balance + CASE id {cases} END,
@@ -418,20 +445,15 @@ _MOVE_BALANCES_SQL = """
 """
 
 
-def _move_balances(user_legs: dict, now) -> None:
+def _move_balances(user_legs: dict, now) -> sql.Statement:
     """`balance = balance + delta` in the database (never a value computed here) and the
     next `last_sequence`, for every user wallet of the entry (all locked by this
-    transaction), in one statement."""
-    if not user_legs:
-        return
+    transaction): the statement, whose row count must be the number of wallets."""
     pk, balance, updated_at = (Wallet._meta.get_field(name) for name in ("id", "balance", "updated_at"))
     ids = [pk.get_db_prep_value(wallet_id, connection) for wallet_id in user_legs]
     deltas = [balance.get_db_prep_value(entry.delta, connection) for entry in user_legs.values()]
-    sql = _MOVE_BALANCES_SQL.format(cases=" ".join(["WHEN %s THEN %s"] * len(ids)), ids=", ".join(["%s"] * len(ids)))
+    statement = _MOVE_BALANCES_SQL.format(
+        cases=" ".join(["WHEN %s THEN %s"] * len(ids)), ids=", ".join(["%s"] * len(ids))
+    )
     params = [value for pair in zip(ids, deltas, strict=True) for value in pair]
-    params += [updated_at.get_db_prep_value(now, connection), *ids]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        updated = cursor.rowcount
-    if updated != len(user_legs):  # the transaction rolls back: no balance moves without its leg
-        raise RuntimeError("every user wallet of the entry must be locked by this transaction")
+    return statement, [*params, updated_at.get_db_prep_value(now, connection), *ids]

@@ -198,59 +198,47 @@ class TestQueryBudgets:
     """Counted with the token's user and, in tests, the savepoints standing for BEGIN/COMMIT."""
 
     def test_wallet_purchase(self, buyer_client, funded_buyer_wallet, product, django_assert_max_num_queries):
-        with django_assert_max_num_queries(5):
+        with django_assert_max_num_queries(8):
             assert buy(buyer_client, product).status_code == 201
 
     def test_wallet_purchase_queries_are_the_documented_ones(self, buyer_client, funded_buyer_wallet, product):
-        """docs/ARCHITECTURE.md, "Orders": on PostgreSQL a wallet purchase is one call of the
-        database function and the merchant webhook event (one INSERT ... SELECT, which writes
-        nothing when the merchant has no endpoint), in one transaction (in a test, a
-        savepoint of the test's transaction)."""
+        """docs/ARCHITECTURE.md, "The wallet purchase": one transaction (here a savepoint of the
+        test's transaction), the product locked first, then both wallets in primary-key order,
+        then the writes of both apps, each building its own, in one statement, then the
+        merchant webhook event (one INSERT ... SELECT, which writes nothing when the merchant
+        has no endpoint)."""
         with CaptureQueriesContext(connection) as ctx:
             assert buy(buyer_client, product).status_code == 201
-        sql = [" ".join(q["sql"].split()) for q in ctx.captured_queries]
-        assert len(sql) == 5, sql
-        assert sql[0].startswith("SELECT") and '"accounts_user"' in sql[0]  # the token's user
-        assert sql[1].startswith("SAVEPOINT") and sql[4].startswith("RELEASE SAVEPOINT")
-        assert sql[2].startswith("SELECT * FROM orders_wallet_purchase(")
-        assert sql[3].startswith("INSERT INTO webhooks_webhookdelivery") and "SELECT" in sql[3]
-
-    def test_wallet_purchase_through_the_orm_queries_are_the_documented_ones(
-        self, buyer_client, funded_buyer_wallet, product, settings
-    ):
-        """The portable path (SQLite, or WALLET_PURCHASE_IN_DATABASE off): eight statements."""
-        settings.WALLET_PURCHASE_IN_DATABASE = False
-        with CaptureQueriesContext(connection) as ctx:
-            assert buy(buyer_client, product).status_code == 201
-        sql = [" ".join(q["sql"].split()) for q in ctx.captured_queries]
+        sql = [" ".join(q["sql"].replace('"', "").split()) for q in ctx.captured_queries]
         shapes = [
-            ("SELECT", '"accounts_user"', ""),  # the token's user
-            ("SAVEPOINT", "", ""),
-            ("UPDATE", "catalog_product", "RETURNING"),  # stock taken and row locked, or nothing
-            ("SELECT", '"wallets_wallet"', "FOR UPDATE"),  # both wallets, in primary-key order
-            ("INSERT", '"wallets_journalentry"', ""),
-            ("UPDATE", "wallets_wallet", "CASE"),  # both balances, one statement
-            ("INSERT", '"wallets_ledgerentry"', "UNNEST"),  # both legs, one statement
-            ("INSERT", '"orders_order"', ""),
-            ("INSERT", "webhooks_webhookdelivery", "SELECT"),  # the merchant webhook event
-            ("RELEASE", "", ""),
+            ("SELECT", "accounts_user", ""),  # the token's user
+            ("SAVEPOINT", "", ""),  # BEGIN in production
+            ("SELECT set_config", "lock_timeout", ""),  # for this transaction only
+            ("UPDATE catalog_product", "available_units >=", "RETURNING"),  # stock taken and row locked, or nothing
+            ("SELECT", "wallets_wallet", "ORDER BY id FOR UPDATE"),  # both wallets, in primary-key order
+            ("WITH", "INSERT INTO orders_order", "INSERT INTO wallets_ledgerentry"),  # + journal, balances
+            ("INSERT INTO webhooks_webhookdelivery", "SELECT", ""),  # the merchant webhook event
+            ("RELEASE SAVEPOINT", "", ""),  # COMMIT in production
         ]
         assert len(sql) == len(shapes), sql
-        for statement, (verb, table, marker) in zip(sql, shapes, strict=True):
-            assert statement.startswith(verb) and table in statement and marker in statement, statement
-        assert 'ORDER BY "wallets_wallet"."id"' in sql[3]
+        for statement, (start, inside, end) in zip(sql, shapes, strict=True):
+            assert statement.startswith(start) and inside in statement and end in statement, statement
+        assert "INSERT INTO wallets_journalentry" in sql[5]
+        assert "UPDATE wallets_wallet SET balance = balance +" in sql[5]  # last: its row count is checked
 
     def test_wallet_refund(
         self, buyer_client, funded_buyer_wallet, product, merchant_client, django_assert_max_num_queries
     ):
         order = buy(buyer_client, product).json()
-        with django_assert_max_num_queries(15):  # 14 + the merchant webhook event
+        with django_assert_max_num_queries(13):  # 12 + the merchant webhook event
             assert merchant_client.post(f"{ORDERS}/{order['id']}/refund").status_code == 200
 
     def test_wallet_purchase_with_idempotency_key(
         self, buyer_client, funded_buyer_wallet, product, django_assert_max_num_queries
     ):
-        with django_assert_max_num_queries(16):
+        # the 8 of a purchase (its savepoint pair stands for BEGIN/COMMIT) + transaction,
+        # advisory lock, key lookup, the view's savepoint pair, key insert
+        with django_assert_max_num_queries(15):
             assert buy(buyer_client, product, key="q").status_code == 201
         with django_assert_max_num_queries(5):
             assert buy(buyer_client, product, key="q").status_code == 201
@@ -280,7 +268,7 @@ class TestQueryBudgets:
         with CaptureQueriesContext(connection) as cancel:
             assert client_for(pending.user).post(f"{ORDERS}/{pending.pk}/cancel").status_code == 200
         # cancel: the payment's lock and update, the order read back after its hook moved it, the webhook event
-        assert len(refund) <= 19 and len(cancel) <= 15, (len(refund), len(cancel))
+        assert len(refund) <= 13 and len(cancel) <= 15, (len(refund), len(cancel))
 
 
 def test_the_schema_says_who_may_refund_and_cancel(api_client):

@@ -1,4 +1,4 @@
-"""paymentflow.db: retries of transient errors, with and without a transaction of their own.
+"""paymentflow.db: retries of transient errors, and a transaction's lock timeout.
 
 Transactional tests (no test-wide transaction), so "outermost" means what it does in
 production. The transient error is PostgreSQL's own: a statement that raises SQLSTATE
@@ -9,8 +9,9 @@ wallets/tests/test_concurrency.py.
 import psycopg
 import pytest
 from django.db import OperationalError, connection, transaction
+from django.db.transaction import TransactionManagementError
 
-from paymentflow.db import DatabaseBusy, atomic_with_retry, autocommit_with_retry
+from paymentflow.db import DatabaseBusy, atomic_with_retry, set_lock_timeout
 from wallets.models import Wallet
 from wallets.tests.factories import WalletFactory
 
@@ -37,42 +38,58 @@ def _flaky(failures: int, seen: list):
     return work
 
 
-@pytest.mark.parametrize("retrying", [atomic_with_retry, autocommit_with_retry])
-def test_a_transient_error_runs_the_function_again(retrying):
+def test_a_transient_error_runs_the_function_again():
     wallet, seen = WalletFactory(), []
-    assert retrying(attempts=3)(_flaky(2, seen))(wallet) == 3
+    assert atomic_with_retry(attempts=3)(_flaky(2, seen))(wallet) == 3
     assert len(seen) == 3
     assert Wallet.objects.get(pk=wallet.pk).last_sequence == 3
 
 
-@pytest.mark.parametrize("retrying", [atomic_with_retry, autocommit_with_retry])
-def test_gives_up_with_a_503_after_the_attempts(retrying):
+def test_gives_up_with_a_503_after_the_attempts():
     wallet, seen = WalletFactory(), []
     with pytest.raises(DatabaseBusy) as raised:
-        retrying(attempts=2)(_flaky(5, seen))(wallet)
+        atomic_with_retry(attempts=2)(_flaky(5, seen))(wallet)
     assert len(seen) == 2 and raised.value.status_code == 503
 
 
-def test_atomic_with_retry_runs_in_a_transaction_autocommit_with_retry_does_not():
-    wallet, in_transaction, autocommitted = WalletFactory(), [], []
-    atomic_with_retry(_flaky(0, in_transaction))(wallet)
-    autocommit_with_retry(_flaky(0, autocommitted))(wallet)
+def test_atomic_with_retry_runs_in_a_transaction():
+    wallet, seen = WalletFactory(), []
+    atomic_with_retry(_flaky(0, seen))(wallet)
 
-    assert in_transaction == [(True, psycopg.pq.TransactionStatus.INTRANS)]
-    assert autocommitted == [(False, psycopg.pq.TransactionStatus.IDLE)]  # each statement commits itself
+    assert seen == [(True, psycopg.pq.TransactionStatus.INTRANS)]
     assert _transaction_status() == psycopg.pq.TransactionStatus.IDLE
 
 
 def test_inside_a_callers_transaction_a_failure_leaves_it_usable():
-    """Nested, both run once in a savepoint: the failed statement is rolled back alone and
+    """Nested, it runs once in a savepoint: the failed statement is rolled back alone and
     the caller's transaction goes on (the retry belongs to the outermost block)."""
     wallet = WalletFactory()
     with transaction.atomic():
         Wallet.objects.filter(pk=wallet.pk).update(is_locked=True)
-        for retrying in (atomic_with_retry, autocommit_with_retry):
-            seen = []
-            with pytest.raises(OperationalError):
-                retrying(_flaky(1, seen))(wallet)
-            assert len(seen) == 1
-        assert Wallet.objects.get(pk=wallet.pk).last_sequence == 0  # both savepoints rolled back
+        seen = []
+        with pytest.raises(OperationalError):
+            atomic_with_retry(_flaky(1, seen))(wallet)
+        assert len(seen) == 1
+        assert Wallet.objects.get(pk=wallet.pk).last_sequence == 0  # the savepoint rolled back
     assert Wallet.objects.get(pk=wallet.pk).is_locked  # the caller's write committed
+
+
+def _lock_timeout() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW lock_timeout")
+        return cursor.fetchone()[0]
+
+
+def test_set_lock_timeout_lasts_until_the_transaction_ends():
+    """`SET LOCAL`: the next transaction on the same connection (behind PgBouncer, maybe
+    another client's) finds PostgreSQL's default again."""
+    with transaction.atomic():
+        set_lock_timeout(250)
+        assert _lock_timeout() == "250ms"
+    assert _lock_timeout() == "0"
+
+
+def test_set_lock_timeout_needs_a_transaction():
+    with pytest.raises(TransactionManagementError):
+        set_lock_timeout(250)
+    assert _lock_timeout() == "0"

@@ -1,5 +1,6 @@
-"""`make run`'s embedded SQLite, end to end: the one place the portable ORM wallet purchase
-(orders.services._purchase_with_orm) runs against the engine it exists for.
+"""`make run`'s embedded SQLite, end to end: the wallet purchase (written once, for every
+database: orders.services.order_purchase_with_wallet) and the rest of the API on the
+engine `make run` uses.
 
 Everything happens in subprocesses started as `make run` starts the app (default settings,
 DJANGO_DEBUG=1, no Redis), on a SQLite file in tmp_path: this test needs neither

@@ -88,11 +88,9 @@ class TestEndpoint:
 
 
 class TestOrdersAndLedger:
-    @pytest.mark.parametrize("in_database", [True, False], ids=["database-engine", "orm-engine"])
     def test_a_wallet_purchase_counts_its_order_and_legs_at_the_commit(
-        self, settings, in_database, buyer, buyer_client, product, django_capture_on_commit_callbacks
+        self, buyer, buyer_client, product, django_capture_on_commit_callbacks
     ):
-        settings.WALLET_PURCHASE_IN_DATABASE = in_database
         funded_wallet(user=buyer, amount="100.00")
         amount = ("paymentflow_order_amount_sum", {"payment_method": "WALLET"})
         amount_count = ("paymentflow_order_amount_count", {"payment_method": "WALLET"})

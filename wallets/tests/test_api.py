@@ -331,14 +331,14 @@ class TestQueryBudgets:
 
     def test_deposit(self, buyer_client, buyer_wallet, django_assert_max_num_queries):
         post(buyer_client, DEPOSIT, {"amount": "1.00"})  # the system account exists from now on
-        # user, wallet, system account, savepoint, lock, journal, update, legs, release
-        with django_assert_max_num_queries(9):
+        # user, wallet, system account, savepoint, lock, journal + legs + balances, release
+        with django_assert_max_num_queries(7):
             assert post(buyer_client, DEPOSIT, {"amount": "1.00"}).status_code == 200
 
     def test_deposit_with_idempotency_key(self, buyer_client, buyer_wallet, django_assert_max_num_queries):
         post(buyer_client, DEPOSIT, {"amount": "1.00"})
-        # the 9 above + transaction, advisory lock, key lookup, savepoint pair, key insert
-        with django_assert_max_num_queries(16):
+        # the 7 above + transaction, advisory lock, key lookup, savepoint pair, key insert
+        with django_assert_max_num_queries(14):
             assert post(buyer_client, DEPOSIT, {"amount": "1.00"}, **{"Idempotency-Key": "q"}).status_code == 200
         with django_assert_max_num_queries(5):  # the replay: user, begin, lock, lookup, commit
             assert post(buyer_client, DEPOSIT, {"amount": "1.00"}, **{"Idempotency-Key": "q"}).status_code == 200
@@ -346,7 +346,7 @@ class TestQueryBudgets:
     def test_withdraw(self, buyer, buyer_client, django_assert_max_num_queries):
         funded_wallet(user=buyer, amount="10.00")
         post(buyer_client, WITHDRAW, {"amount": "1.00"})
-        with django_assert_max_num_queries(9):
+        with django_assert_max_num_queries(7):
             assert post(buyer_client, WITHDRAW, {"amount": "1.00"}).status_code == 200
 
     @pytest.mark.parametrize("limit", [1, 50])

@@ -200,14 +200,14 @@ class TestTransfer:
 
     def test_wallets_locked_by_the_caller_are_not_locked_again(self, merchant, django_assert_num_queries):
         """A purchase locks both wallets in one statement and passes them on: the transfer
-        then writes the journal entry, both balances (one UPDATE) and both legs (one INSERT)."""
+        then writes the journal entry, both legs and both balances in one statement."""
         buyer_wallet = funded_wallet(amount="10.00")
         merchant_wallet = WalletFactory(user=merchant)
         with transaction.atomic():
             with django_assert_num_queries(1) as lock:
                 wallets = services.wallets_lock_for_users(buyer_wallet.user_id, merchant.pk)
             assert "FOR UPDATE" in lock.captured_queries[0]["sql"]
-            with django_assert_num_queries(3):
+            with django_assert_num_queries(1):
                 movement = services.wallet_transfer(
                     source=wallets[buyer_wallet.user_id],
                     destination=wallets[merchant.pk],

@@ -36,16 +36,11 @@ def sale(buyer, merchant, product):
     return lambda: services.order_purchase_with_wallet(buyer=buyer, product_id=product.pk)
 
 
-@pytest.fixture(params=[True, False], ids=["database-function", "orm"])
-def engine(request, settings):
-    settings.WALLET_PURCHASE_IN_DATABASE = request.param
-
-
 def events_of(endpoint) -> list[dict]:
     return [json.loads(d.payload) for d in WebhookDelivery.objects.filter(endpoint=endpoint).order_by("created_at")]
 
 
-def test_a_wallet_sale_records_order_completed_as_the_api_renders_the_order(engine, merchant, merchant_client, sale):
+def test_a_wallet_sale_records_order_completed_as_the_api_renders_the_order(merchant, merchant_client, sale):
     endpoint = WebhookEndpointFactory(merchant=merchant)
     order = sale()
 
@@ -60,7 +55,7 @@ def test_a_wallet_sale_records_order_completed_as_the_api_renders_the_order(engi
     assert delivery.payload == json.dumps(event, separators=(",", ":"), ensure_ascii=False)  # compact, as the API
 
 
-def test_one_delivery_per_subscribed_active_endpoint_and_none_for_others(engine, merchant, sale):
+def test_one_delivery_per_subscribed_active_endpoint_and_none_for_others(merchant, sale):
     everything = WebhookEndpointFactory(merchant=merchant, events=[])
     sales = WebhookEndpointFactory(merchant=merchant, events=["order.completed", "order.refunded"])
     refunds_only = WebhookEndpointFactory(merchant=merchant, events=["order.refunded"])
@@ -80,7 +75,7 @@ def test_one_delivery_per_subscribed_active_endpoint_and_none_for_others(engine,
     assert len(ids) == 1  # one event, the same webhook-id at every endpoint
 
 
-def test_a_sale_that_rolls_back_records_nothing(engine, buyer, merchant, product, sale):
+def test_a_sale_that_rolls_back_records_nothing(buyer, merchant, product, sale):
     WebhookEndpointFactory(merchant=merchant)
     # Refused after the stock was taken and the buyer's debit computed: the merchant's wallet is locked.
     wallet_set_locked(wallet_ids=[Wallet.objects.get(user=merchant).pk], locked=True)
