@@ -122,3 +122,25 @@ def set_lock_timeout(milliseconds: int, *, using: str = DEFAULT_DB_ALIAS) -> Non
         raise TransactionManagementError("set_lock_timeout() sets the current transaction's timeout: open one first.")
     with connection.cursor() as cursor:
         cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(milliseconds)}ms"])
+
+
+#: psycopg keeps the conversion of a query (its `%s` placeholders parsed into `$n`) in a
+#: process-wide LRU cache only for queries of at most 50 parameters and 4 KiB (its
+#: defaults, `psycopg._queries`, to keep ORM-built bulk INSERTs of varying sizes out of
+#: it: psycopg discussion #628). The wallet postings' one write statement (journal entry,
+#: legs, balances, and a sale's order row) has more than 50 and was parsed again on every
+#: purchase, deposit and withdrawal: about 0.8 ms of CPU each (docs/PERFORMANCE.md).
+#: Our statements come in a handful of fixed shapes, so a larger limit keeps them cached
+#: without letting the cache churn. psycopg is pinned (requirements.txt); the test
+#: `test_every_statement_of_a_purchase_is_converted_once_per_process` fails if a release
+#: moves these names.
+PSYCOPG_CACHED_STATEMENT_PARAMS = 256
+PSYCOPG_CACHED_STATEMENT_LENGTH = 16 * 1024
+
+
+def cache_long_statement_conversions() -> None:
+    """Raise psycopg's limits for caching a query's conversion (called once, at start-up)."""
+    from psycopg import _queries
+
+    _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, PSYCOPG_CACHED_STATEMENT_PARAMS)
+    _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, PSYCOPG_CACHED_STATEMENT_LENGTH)

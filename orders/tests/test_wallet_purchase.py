@@ -199,3 +199,29 @@ def test_a_connection_that_keeps_purchasing_runs_its_statements_prepared(shop):
         ("WITH", "INSERT INTO orders_order"),  # the order, the journal entry, its legs, the balances
     ]:
         assert any(s.startswith(start) and inside in s for s in prepared), (start, prepared)
+
+
+def test_every_statement_of_a_purchase_is_converted_once_per_process(shop):
+    """psycopg turns a query's `%s` placeholders into `$n` by parsing its text, and keeps the
+    result only for statements of at most 50 parameters (its default): the purchase's one
+    write statement has more, and was parsed anew every time, 0.8 ms of CPU per purchase
+    (docs/PERFORMANCE.md). `paymentflow.db` raises the limit: a second purchase parses
+    nothing."""
+    from psycopg import _queries
+
+    _, buyer, _ = shop
+    product = ProductFactory(price="1.00", available_units=10)
+    services.order_purchase_with_wallet(buyer=buyer, product_id=product.pk)  # the first parses
+    executed = []
+
+    def count(execute, sql, params, many, context):
+        if params:
+            executed.append(sql)
+        return execute(sql, params, many, context)
+
+    before = _queries._query2pg.cache_info()
+    with connection.execute_wrapper(count):
+        services.order_purchase_with_wallet(buyer=buyer, product_id=product.pk)
+    after = _queries._query2pg.cache_info()
+    assert any(sql.startswith("WITH") for sql in executed)  # the write statement was among them
+    assert (after.hits - before.hits, after.misses - before.misses) == (len(executed), 0)

@@ -8,3 +8,8 @@ class ApiConfig(AppConfig):
     name = "paymentflow.api"
     label = "api"
     verbose_name = "API plumbing"
+
+    def ready(self):
+        from paymentflow.db import cache_long_statement_conversions
+
+        cache_long_statement_conversions()
