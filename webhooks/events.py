@@ -6,7 +6,10 @@ Called inside the transaction of the change it reports (orders: `_transition` an
 wallet purchase), it writes one delivery row per active endpoint of the merchant subscribed
 to that type, in ONE statement (`INSERT ... SELECT` from the endpoints), so a rolled-back
 change leaves no event and a committed one always has its deliveries: the transactional
-outbox. A merchant with no such endpoint gets no row. After the commit, one task per
+outbox. A merchant with no such endpoint gets no row, and the event is not even rendered
+(most merchants have no endpoint; a sale's render would cost 0.2 ms inside its
+transaction): only when deliveries were written is the body rendered and written to
+them, by a second statement. After the commit, one task per
 delivery is enqueued to wake a worker; should that be lost (a crash right after the
 commit), the `kick_due_webhook_deliveries` job finds the delivery anyway.
 
@@ -59,8 +62,6 @@ def webhook_event_record(*, merchant_id, event_type: str, subject) -> list:
     kind = event_type.split(".", 1)[0]
     now = timezone.now()
     event_id = uuid.uuid4()
-    data = {kind: _SUBJECT_RENDERERS[kind](subject)}
-    body = render_event(event_id=event_id, event_type=event_type, created_at=now, data=data)
     vendor = connection.vendor
     sql = (
         f"INSERT INTO {_Delivery} (id, endpoint_id, event_id, event_type, payload, status, attempts,"  # noqa: S608 - names and SQL of ours only
@@ -71,7 +72,7 @@ def webhook_event_record(*, merchant_id, event_type: str, subject) -> list:
     params = [
         _prep("event_id", event_id),
         event_type,
-        body,
+        "",  # the body, written below once we know someone receives it
         WebhookDelivery.Status.PENDING,
         _prep("next_attempt_at", now),
         _prep("created_at", now),
@@ -82,6 +83,14 @@ def webhook_event_record(*, merchant_id, event_type: str, subject) -> list:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         delivery_ids = [row[0] for row in cursor.fetchall()]
+        if not delivery_ids:
+            return []  # nobody subscribed: nothing rendered, nothing written
+        data = {kind: _SUBJECT_RENDERERS[kind](subject)}
+        body = render_event(event_id=event_id, event_type=event_type, created_at=now, data=data)
+        cursor.execute(
+            f"UPDATE {_Delivery} SET payload = %s WHERE event_id = %s",  # noqa: S608 - our table's name
+            [body, _prep("event_id", event_id)],
+        )
     if delivery_ids:  # a failed kick is logged, never raised to the caller: the kick job retries it
         transaction.on_commit(lambda: webhook_deliveries_kick(delivery_ids), robust=True)
     return delivery_ids
