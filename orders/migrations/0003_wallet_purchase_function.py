@@ -1,7 +1,7 @@
 """The wallet purchase as one PostgreSQL function: one round trip instead of seven.
 
 Dropped by migration 0008: the purchase runs in Python again (the history of why is in
-docs/decisions/0001-wallet-purchase-in-python.md). What follows describes it as it was.
+docs/decisions/0002-wallet-purchase-in-python.md). What follows describes it as it was.
 
 `orders.services.order_purchase_with_wallet` calls it on PostgreSQL (see its docstring);
 on other databases (the embedded SQLite of `make run`) the same purchase runs through the

@@ -2,7 +2,7 @@
 
 The purchase runs in Python again, in one `transaction.atomic` with `select_for_update`,
 each app writing its own tables through its own services (`orders.services.
-order_purchase_with_wallet`; the decision: docs/decisions/0001-wallet-purchase-in-python.md).
+order_purchase_with_wallet`; the decision: docs/decisions/0002-wallet-purchase-in-python.md).
 The only functions left in the database are those of triggers that guard an invariant
 (the append-only ledger, wallets/0002). Migrating back to 0007 creates the function again,
 as 0007 left it.
