@@ -19,6 +19,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Round
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 ZERO = Decimal("0.00")
@@ -202,7 +203,10 @@ class LedgerEntry(AppendOnlyModel):
                         balance_before__isnull=False,
                         balance_after__isnull=False,
                         sequence__gte=1,
-                        balance_after=F("balance_before") + F("delta"),
+                        # Round(.., 2) is the identity on PostgreSQL's exact numeric; on the
+                        # embedded SQLite, which keeps decimals as binary floats, it makes
+                        # 0.10 + 0.20 equal 0.30 again.
+                        balance_after=Round(F("balance_before") + F("delta"), 2),
                     )
                 ),
                 name="ledger_balance_chain_consistent",

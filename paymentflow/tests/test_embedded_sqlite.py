@@ -94,6 +94,45 @@ def test_wallet_purchase_end_to_end_on_embedded_sqlite(tmp_path):
     assert "Ledger reconciles: no drift." in reconciled
 
 
+# Amounts with cents, whose sums are not exact in binary floating point (SQLite keeps
+# decimals as REAL): 0.10 + 0.20, 100.30 - 25.10.
+CENTS_SCENARIO = (
+    SCENARIO.split("buyer = register")[0]
+    + r"""
+buyer = register("buyer@example.com", "USER")
+merchant = register("merchant@example.com", "MERCHANT")
+_, product = call(merchant, "post", "/products", {"name": "Lamp", "price": "25.10", "availableUnits": 10})
+statuses = [call(buyer, "post", "/wallet/deposit", {"amount": amount})[0] for amount in ["0.10", "0.20", "100.00"]]
+buy_status, order = call(buyer, "post", "/orders", {"productId": product["id"], "paymentMethod": "WALLET"})
+withdraw_status, _ = call(buyer, "post", "/wallet/withdraw", {"amount": "1.30"})
+refund_status, refunded = call(merchant, "post", "/orders/" + order["id"] + "/refund")
+print(json.dumps({
+    "statuses": statuses + [buy_status, withdraw_status, refund_status],
+    "refunded": refunded.get("status"),
+    "buyer_balance": call(buyer, "get", "/wallet")[1]["balance"],
+    "merchant_balance": call(merchant, "get", "/wallet")[1]["balance"],
+}))
+"""
+)
+
+
+def test_amounts_with_cents_keep_the_ledger_exact_on_embedded_sqlite(tmp_path):
+    database = tmp_path / "db.sqlite3"
+    env = _embedded_env(database)
+    _run(["manage.py", "migrate", "--noinput"], env)
+
+    summary = json.loads(_run(["-c", CENTS_SCENARIO], env).strip().splitlines()[-1])
+
+    assert summary == {
+        "statuses": [200, 200, 200, 201, 200, 200],
+        "refunded": "REFUNDED",
+        "buyer_balance": "99.00",  # 0.10 + 0.20 + 100.00 - 25.10 - 1.30 + 25.10
+        "merchant_balance": "0.00",
+    }
+    reconciled = _run(["manage.py", "reconcile_ledger", "--no-progress"], env)
+    assert "Ledger reconciles: no drift." in reconciled
+
+
 # A merchant registers a webhook endpoint at the test's receiver, a buyer buys (the
 # event is written by the SQLite form of the INSERT ... SELECT), and prints the secret.
 WEBHOOK_SCENARIO = (
