@@ -234,18 +234,22 @@ def order_purchase_with_gateway(*, buyer: User, product_id: UUID, quantity: int 
 
     No key: GatewayNotConfigured (503) before anything is reserved. A GatewayError
     releases the reservation (the payment's `released` hook: order FAILED, stock back) and
-    is re-raised (502); the FAILED order stays as the record of the attempt.
+    is re-raised (502); the FAILED order stays as the record of the attempt. A cancel that
+    came while Stripe created the session wins: the order is returned CANCELLED, without
+    a checkout URL, its session expired at Stripe.
     """
     if not gateway.is_configured():
         raise gateway.GatewayNotConfigured()
     order = _order_reserve(buyer=buyer, product_id=product_id, quantity=quantity)
-    payments.payment_open_session(
+    payment = payments.payment_open_session(
         payment=order.payment,
         reference_id=str(order.pk),
         name=order.product.name,
         unit_amount=order.unit_price,
         quantity=order.quantity,
     )
+    if payment.status != CheckoutPayment.Status.PENDING:  # cancelled meanwhile: the order as it is now
+        return Order.objects.select_related("product", "payment").get(pk=order.pk)
     return order
 
 

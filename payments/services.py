@@ -147,7 +147,12 @@ def payment_open_session(
     """Create the payment's Checkout Session (no transaction open: Stripe is called) and
     record it. The idempotency key `checkout-<payment id>` and the stored `expires_at` make
     a retried creation find the same session. A GatewayError fails the payment, releases
-    what it pays for (`released` hook) and is re-raised (502)."""
+    what it pays for (`released` hook) and is re-raised (502).
+
+    The payment may be ended while Stripe creates the session (the buyer's cancel): that
+    wins. The session is still recorded, since it is ours (a payment through it would be
+    a late one, refunded), but not its URL, and it is expired at Stripe at once. `payment`
+    is updated in place; its `status` tells the caller whether it is still open."""
     try:
         session = gateway.create_checkout_session(
             kind=payment.kind,
@@ -161,15 +166,46 @@ def payment_open_session(
             expires_at=payment.expires_at,
         )
     except gateway.GatewayError:
-        payment_release(payment_id=payment.pk, status=Status.FAILED, reason=SESSION_NOT_CREATED_REASON)
-        raise
-    now = timezone.now()
-    # Nothing can have moved it but a release: Stripe pays nothing before the buyer has the URL.
-    CheckoutPayment.objects.filter(pk=payment.pk).update(
-        stripe_session_id=session.id, checkout_url=session.url, updated_at=now
-    )
-    payment.stripe_session_id, payment.checkout_url, payment.updated_at = session.id, session.url, now
+        if payment_release(payment_id=payment.pk, status=Status.FAILED, reason=SESSION_NOT_CREATED_REASON):
+            raise
+        payment.refresh_from_db()  # ended meanwhile (cancelled): that is the answer, not the 502
+        return payment
+    _record_session(payment=payment, session=session)
+    if payment.status != Status.PENDING:
+        _expire_unwanted_session(payment)
     return payment
+
+
+@atomic_with_retry
+def _record_session(*, payment: CheckoutPayment, session: gateway.CheckoutSession) -> None:
+    """Under the payment lock: the session id always; its URL only while the payment is open."""
+    locked = _lock(payment.pk)
+    fields = {"stripe_session_id": session.id}
+    if locked.status == Status.PENDING:
+        fields["checkout_url"] = session.url
+    _change(locked, **fields)
+    for name in ("status", "stripe_session_id", "checkout_url", "updated_at"):
+        setattr(payment, name, getattr(locked, name))
+
+
+def _expire_unwanted_session(payment: CheckoutPayment) -> None:
+    """Expire the session of a payment that ended while Stripe created it (no lock held).
+    Its URL was never given out; if Stripe cannot be asked now, it expires by itself."""
+    try:
+        session = gateway.expire_checkout_session(session_id=payment.stripe_session_id)
+    except gateway.GatewayError as exc:
+        logger.warning(
+            "Could not expire session %s of ended card payment %s (%s); it expires at %s",
+            payment.stripe_session_id,
+            payment.pk,
+            exc.stripe_code or exc.http_status,
+            payment.expires_at,
+        )
+        return
+    if session.is_paid:  # cannot happen without its URL; if it did, it is a late payment
+        outcome = payment_paid(payment_id=payment.pk, session=session)
+        if outcome.refund_due:
+            _refund_now_or_later(outcome.payment)
 
 
 # --- what Stripe says about a session ---------------------------------------------------------

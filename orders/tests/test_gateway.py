@@ -510,3 +510,62 @@ def test_a_card_order_beyond_any_money_column_is_400_not_500(fake_stripe, buyer_
     body = error(response, 400, "VALIDATION_ERROR")
     assert "quantity" in body["details"]
     assert books() == before and not fake_stripe.requests
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.concurrency
+def test_a_cancel_while_the_checkout_session_is_being_created_wins(fake_stripe, buyer, client_for, product, reconcile):
+    """The buyer cancels the PENDING card order while POST /orders waits for Stripe to create
+    its Checkout Session: the cancel wins. When the session comes back it is recorded as
+    ours (so a payment through it could only be a late one, refunded) but expired at Stripe
+    at once, and the POST answers the order as it is: CANCELLED, no checkout URL; the
+    units came back once."""
+
+    def cancel_while_stripe_creates_the_session():
+        try:  # runs in the fake Stripe's thread, before it creates the session
+            order = Order.objects.get(user=buyer, status=Order.Status.PENDING)
+            response = client_for(buyer).post(f"{ORDERS}/{order.pk}/cancel")
+            return response.status_code, response.json()["status"]
+        finally:
+            connection.close()
+
+    fake_stripe.on_next_request("/v1/checkout/sessions", cancel_while_stripe_creates_the_session)
+
+    response = client_for(buyer).post(ORDERS, {"productId": str(product.pk), "paymentMethod": "GATEWAY", "quantity": 2})
+
+    assert fake_stripe.hook_results == [(200, "CANCELLED")]
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "CANCELLED" and body["checkoutUrl"] is None, body
+    (session_id,) = fake_stripe.sessions
+    assert fake_stripe.sessions[session_id]["status"] == "expired"  # it can no longer be paid
+    assert fake_stripe.last("POST", f"/v1/checkout/sessions/{session_id}/expire")
+    order = reload(body["id"])
+    assert order.status == Order.Status.CANCELLED and order.payment.status == EXPIRED
+    assert order.payment.stripe_session_id == session_id and order.payment.checkout_url is None
+    assert stock(product) == 10  # the two units back, once
+    reconcile()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.concurrency
+def test_a_cancel_while_the_session_creation_fails_is_the_answer_not_a_502(
+    fake_stripe, buyer, client_for, product, reconcile
+):
+    def cancel_while_stripe_creates_the_session():
+        try:
+            order = Order.objects.get(user=buyer, status=Order.Status.PENDING)
+            return client_for(buyer).post(f"{ORDERS}/{order.pk}/cancel").status_code
+        finally:
+            connection.close()
+
+    fake_stripe.on_next_request("/v1/checkout/sessions", cancel_while_stripe_creates_the_session)
+    fake_stripe.fail_next(1, status=500, path="/v1/checkout/sessions")
+
+    response = client_for(buyer).post(ORDERS, {"productId": str(product.pk), "paymentMethod": "GATEWAY"})
+
+    assert fake_stripe.hook_results == [200]
+    assert response.status_code == 201, response.content
+    assert response.json()["status"] == "CANCELLED" and response.json()["checkoutUrl"] is None
+    assert reload(response.json()["id"]).payment.status == EXPIRED and stock(product) == 10
+    reconcile()
