@@ -347,6 +347,10 @@ def _on_refunded(payment: CheckoutPayment, held: bool) -> None:
         return
     if order.status != Status.COMPLETED:
         raise OrderNotRefundable(f"Order {order.pk} is {order.status}.")
+    # The product before the merchant's wallet, as the wallet purchase locks them (else a
+    # purchase holding the product and waiting for the wallet deadlocks with this). A
+    # refusal below rolls the units back with everything else (the caller's savepoint).
+    product_return_units(product_id=order.product_id, quantity=order.quantity)
     if not held:
         try:
             _settle_with_clearing(
@@ -357,7 +361,6 @@ def _on_refunded(payment: CheckoutPayment, held: bool) -> None:
             )
         except ApplicationError as exc:
             raise merchant_wallet_refused(order, exc) from exc
-    product_return_units(product_id=order.product_id, quantity=order.quantity)
     _transition(order, Status.REFUNDED)
 
 

@@ -5,22 +5,28 @@ released together. Whatever the interleaving: one refund at Stripe, the merchant
 once, the order REFUNDED once, and both reconciliations clean."""
 
 import io
+import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
 import requests
 from django.core.management import call_command
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 
+from catalog.services import product_lock
 from orders import services
 from orders.models import Order
+from orders.tests.factories import funded_buyer
 from orders.tests.utils import balance, card_order, merchant_product, pay_by_card, stock
 from paymentflow.api.exceptions import ApplicationError
 from paymentflow.testing.concurrency import REQUEST_TIMEOUT, run_at_once
+from payments.services import payment_refund_sync
 from payments.sweeps import sweep_stripe_refunds
+from wallets.models import Wallet
 from wallets.selectors import system_wallet_balances
-from webhooks.tests.utils import WEBHOOK_URL, post_raw
+from webhooks.tests.utils import WEBHOOK_URL, deliver, post_raw
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]
 D = Decimal
@@ -113,3 +119,102 @@ def test_while_a_refund_is_at_stripe_the_others_wait_for_it(fake_stripe, buyer_c
     assert balance(merchant) == D("0.00") and stock(product) == 10
     reconcile()
     call_command("reconcile_stripe", stdout=io.StringIO())
+
+
+# --- A refund made at Stripe without us takes its locks in the purchase's order ---------------
+
+
+def _waiting_for_a_lock() -> bool:
+    """Is some backend of this test database waiting for a lock (not granted)?"""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE NOT l.granted AND a.datname = current_database()"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def _deadlocks() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def test_a_dashboard_refund_locks_the_product_before_the_merchant_wallet(
+    fake_stripe, buyer_client, merchant, reconcile
+):
+    """The wallet purchase locks the product, then the wallets. A refund made in Stripe's
+    Dashboard (applied by its event, or by the sweep, through `payment_refund_sync`) puts
+    the units back and debits the merchant: it must lock in the same order. Shown
+    deterministically: while this connection holds the product's row (as a purchase does
+    before it locks the wallets), the refund waits for the product holding no wallet, so
+    the merchant's wallet can still be locked NOWAIT (in the wrong order the refund held
+    it, and the purchase waiting for it would deadlock)."""
+    product = merchant_product(merchant, price="20.00")
+    order = card_order(buyer_client, product, 2)
+    session = pay_by_card(fake_stripe, order)
+    fake_stripe.refund_in_dashboard(session["payment_intent"])
+    payment_id = Order.objects.get(pk=order["id"]).payment_id
+
+    def sync():
+        try:
+            return payment_refund_sync(payment_id=payment_id).refund_status
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        with transaction.atomic():
+            product_lock(product_id=product.pk)  # a purchase's first lock
+            refund = pool.submit(sync)
+            for _ in range(600):  # bounded: the refund reaches the product's lock and waits
+                if _waiting_for_a_lock() or refund.done():
+                    break
+                time.sleep(0.05)
+            assert not refund.done(), refund.result()
+            try:
+                with transaction.atomic():
+                    list(Wallet.objects.filter(user=merchant).select_for_update(nowait=True))
+                merchant_wallet_free = True
+            except DatabaseError:
+                merchant_wallet_free = False
+        assert refund.result(timeout=REQUEST_TIMEOUT) == "SUCCEEDED"
+
+    assert merchant_wallet_free, "the refund locked the merchant's wallet before the product"
+    assert Order.objects.get(pk=order["id"]).status == "REFUNDED"
+    assert balance(merchant) == D("0.00") and stock(product) == 10
+    reconcile()
+
+
+def test_a_dashboard_refund_event_amid_wallet_purchases_of_the_product_never_deadlocks(
+    fake_stripe, buyer_client, merchant, reconcile
+):
+    """Real threads: wallet purchases of one product (product, then buyer's and merchant's
+    wallets) while the Dashboard refund's `charge.refunded` event of a card order of the
+    same product is processed (payment, order, product, then the merchant's wallet). No
+    PostgreSQL deadlock, every purchase and the refund go through, the books reconcile."""
+    product = merchant_product(merchant, price="20.00", units=50)
+    order = card_order(buyer_client, product, 2)
+    session = pay_by_card(fake_stripe, order)
+    fake_stripe.refund_in_dashboard(session["payment_intent"])
+    buyers = [funded_buyer("100.00") for _ in range(6)]
+    event = fake_stripe.charge_event("charge.refunded", session["payment_intent"])
+    deadlocks_before = _deadlocks()
+
+    def purchase(buyer):
+        def run():
+            return services.order_purchase_with_wallet(buyer=buyer, product_id=product.pk, quantity=1).status
+
+        return run
+
+    def refund_event():
+        return deliver(fake_stripe, event).status_code
+
+    results = run_at_once([refund_event] + [purchase(b) for b in buyers])
+
+    assert results == [200] + ["COMPLETED"] * len(buyers)
+    assert Order.objects.get(pk=order["id"]).status == "REFUNDED"
+    assert balance(merchant) == D("20.00") * len(buyers)  # the card sale's 40.00 taken back
+    assert stock(product) == 50 - len(buyers)
+    assert _deadlocks() == deadlocks_before
+    reconcile()
