@@ -41,7 +41,7 @@ from paymentflow.db import atomic_with_retry, set_lock_timeout
 from payments import gateway
 from payments import services as payments
 from payments.exceptions import PaymentNotRefundable
-from payments.hooks import CheckoutHooks
+from payments.hooks import CheckoutHooks, CheckoutLine
 from payments.models import CheckoutPayment
 from wallets.exceptions import WalletLocked
 from wallets.models import LedgerEntry, SystemAccount, Wallet
@@ -364,12 +364,26 @@ def _on_refunded(payment: CheckoutPayment, held: bool) -> None:
     _transition(order, Status.REFUNDED)
 
 
+def _checkout_line(reference_id: str) -> CheckoutLine | None:
+    """The card order `reference_id` as `order_purchase_with_gateway` sent it to Stripe (the
+    product's name as it is now: renamed since, Stripe refuses the replay)."""
+    try:
+        order_id = uuid.UUID(reference_id)
+    except ValueError:
+        return None
+    order = Order.objects.select_related("product").filter(pk=order_id, payment__isnull=False).first()
+    if order is None:
+        return None
+    return CheckoutLine(order.payment_id, str(order.pk), order.product.name, order.unit_price, order.quantity)
+
+
 CARD_ORDER_HOOKS = CheckoutHooks(
     paid=_on_paid,
     released=_on_released,
     refunded=_on_refunded,
     hold_refund=_on_hold_refund,
     release_refund=_on_release_refund,
+    checkout_line=_checkout_line,
 )
 
 

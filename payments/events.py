@@ -1,21 +1,25 @@
 """What each Stripe event does to our card payments: the one table of it.
 
-| event type                                          | service                                   |
-| --------------------------------------------------- | ----------------------------------------- |
-| checkout.session.completed, paid                    | payment_paid                              |
-| checkout.session.completed, not yet paid            | nothing: wait for the async event         |
-| checkout.session.async_payment_succeeded            | payment_paid                              |
-| checkout.session.async_payment_failed               | payment_release(FAILED)                   |
-| checkout.session.expired                            | payment_release(EXPIRED)                  |
-| charge.refunded, charge.refund.updated, refund.*    | after the commit: payment_refund_sync     |
-| after the commit, a payment not applied             | payment_refund_resume                     |
-| a paid session we never recorded that names us     | after the commit: payment_refund_unrecorded_session |
+| event type                                        | service                                       |
+| ------------------------------------------------- | --------------------------------------------- |
+| checkout.session.completed, paid                  | payment_paid                                  |
+| checkout.session.completed, not yet paid          | nothing: wait for the async event             |
+| checkout.session.async_payment_succeeded          | payment_paid                                  |
+| checkout.session.async_payment_failed             | payment_release(FAILED)                       |
+| checkout.session.expired                          | payment_release(EXPIRED)                      |
+| charge.refunded, charge.refund.updated, refund.*  | after the commit: payment_refund_sync         |
+| after the commit, a payment not applied           | payment_refund_resume                         |
+| a paid session we never recorded, possibly ours   | after the commit: payment_claim_lost_session  |
+| any other session (not ours)                      | nothing: IGNORED, with the reason             |
 
 A session is ours when its id is a payment's `stripe_session_id`, never because its
-metadata says so: a paid session that only names one of ours (its `kind` is one we
-registered) is refused and refunded, and so is one whose amount or currency is not the
-payment's. Anything else (other types, another integration's sessions and charges) is
-acknowledged and ignored.
+metadata says so. A session recorded on none of our payments (another integration's, the
+Dashboard's, one whose metadata copies ours) is acknowledged and IGNORED with the reason:
+it never moves money and is never refunded by us. The one exception is a paid session our
+own create made whose answer we never got (`services.lost_session_line` says when that is
+possible): after the commit, Stripe is asked to replay our create, and only if it answers
+with this very session is it recorded and applied (a late payment: refunded). A session of
+ours paid with another amount or currency is refused (FAILED) and refunded.
 
 `handle_event` runs inside the webhook event's transaction (`webhooks.services`), under
 its row lock; the services lock the payment themselves. Nothing here calls Stripe: what
@@ -31,7 +35,6 @@ from typing import Any
 
 from payments import services
 from payments.gateway import CheckoutSession
-from payments.hooks import registered_kinds
 from payments.models import CheckoutPayment
 
 logger = logging.getLogger("paymentflow.payments")
@@ -53,6 +56,8 @@ HANDLED_TYPES = frozenset(SESSION_EVENTS) | REFUND_EVENTS
 class Outcome:
     handled: bool  # False: IGNORED
     note: str
+    #: Stripe calls to make once the event's transaction committed; one that returns an
+    #: Outcome decides the event's final one (what Stripe said changes what it was).
     after_commit: list[Callable[[], Any]] = field(default_factory=list)
     #: Not empty: the event was refused for this reason (recorded FAILED for staff).
     rejected: str = ""
@@ -92,13 +97,22 @@ def _session_event(event_type: str, session: CheckoutSession) -> Outcome:
 
 
 def _unrecorded_session(action: str, session: CheckoutSession) -> Outcome:
-    kind, reference = session.metadata.get("kind"), session.metadata.get("reference_id")
-    if kind not in registered_kinds():
-        return Outcome(False, f"session {session.id} is not ours")
-    if action == PAID and session.is_paid and session.payment_intent_id:
-        reason = f"paid session {session.id} names {kind} {reference} but is not the session created for it"
-        return Outcome(True, reason, [partial(services.payment_refund_unrecorded_session, session=session)], reason)
-    return Outcome(False, f"session {session.id} names {kind} {reference} but is not one we recorded")
+    if action != PAID or not session.is_paid or not session.payment_intent_id:
+        return Outcome(False, f"session {session.id} is not one we recorded: not ours")
+    line = services.lost_session_line(session)
+    if isinstance(line, str):
+        return Outcome(False, f"paid session {session.id} is not ours: {line}")
+    note = f"paid session {session.id} may be ours (its create's answer lost): asking Stripe"
+    return Outcome(True, note, [partial(_claim, line, session)])
+
+
+def _claim(line, session: CheckoutSession) -> Outcome:
+    """After the commit: the event's final outcome, once Stripe said whose session it is."""
+    outcome = services.payment_claim_lost_session(line=line, session=session)
+    if outcome is None:
+        return Outcome(False, f"paid session {session.id} is not ours: Stripe's replay of our create is another")
+    note = f"session {session.id} was ours, its create's answer lost: {outcome.note}"
+    return Outcome(True, note, rejected=outcome.rejected)
 
 
 def _refund_event(event_type: str, data: dict) -> Outcome:

@@ -22,6 +22,18 @@ Hook = Callable[[CheckoutPayment], None]
 
 
 @dataclass(frozen=True)
+class CheckoutLine:
+    """What a payment's Checkout Session is created for (`payment_open_session`): the owner's
+    id (the session's `client_reference_id` and metadata `reference_id`) and its one line."""
+
+    payment_id: object
+    reference_id: str
+    name: str
+    unit_amount: Decimal
+    quantity: int
+
+
+@dataclass(frozen=True)
 class CheckoutHooks:
     #: The payment succeeded at Stripe while PENDING: apply it (complete the order, credit
     #: the wallet). Returns None, or why it could not be applied, having then released
@@ -38,6 +50,10 @@ class CheckoutHooks:
     hold_refund: Callable[[CheckoutPayment, str], None] | None = None
     #: Stripe says no refund exists after all: give the held money back.
     release_refund: Hook | None = None
+    #: The line of the owner whose id is `reference_id` (what its session was created with),
+    #: or None when there is no such owner: to ask Stripe whether a paid session we never
+    #: recorded is the one our creation made (`payment_claim_lost_session`).
+    checkout_line: Callable[[str], CheckoutLine | None] | None = None
 
 
 _HOOKS: dict[str, CheckoutHooks] = {}

@@ -9,8 +9,9 @@ What proves the books, and how it is read:
   `stripe:clearing` (registered by wallets, `payments.hooks.clearing_balance`), which
   must be minus the sum of the applied payments whose money was not taken back.
 
-Every difference is named: a payment Stripe took that we never applied, a payment we
-applied that Stripe does not show paid, an amount or currency that differs, a refund we do
+Every difference is named: a payment Stripe took that we never applied (also through a
+session that may be ours but was never recorded), a payment we applied that Stripe does
+not show paid, an amount or currency that differs, a refund we do
 not know of, a refund we recorded that Stripe does not have, a refund still in progress,
 a payment flagged for staff, and a clearing balance that does not add up. Balance
 transactions are not read: a session's payment status and its refunds already say what
@@ -25,8 +26,8 @@ from decimal import Decimal
 from django.db.models import Sum
 from django.utils import timezone
 
-from payments import gateway
-from payments.hooks import clearing_balance, registered_kinds
+from payments import gateway, services
+from payments.hooks import clearing_balance
 from payments.models import CheckoutPayment
 
 RECONCILE_WINDOW = timedelta(days=30)
@@ -46,31 +47,52 @@ class Difference:
         return f"[{self.what}] {self.message}"
 
 
-def reconcile_stripe(*, window: timedelta = RECONCILE_WINDOW) -> list[Difference]:
+def reconcile_stripe(*, window: timedelta = RECONCILE_WINDOW, ignored: list[str] | None = None) -> list[Difference]:
     """Every difference between our card payments and Stripe's records (empty: they agree).
     Raises GatewayError when Stripe cannot be read. Without a Stripe key only our side is
-    checked (clearing), and any card payment of the window is reported not compared."""
+    checked (clearing), and any card payment of the window is reported not compared.
+
+    Each session Stripe lists is looked up by its id among our payments (of any age), never
+    by its metadata; a paid one recorded on none of them is not ours (another integration's,
+    the Dashboard's) and only noted in `ignored`, unless it may be one our create made whose
+    answer was lost (`services.lost_session_line`): that is a difference until its webhook
+    (or staff) settles it."""
     since = timezone.now() - window
     if not gateway.is_configured():  # only our side can be checked
         opened = CheckoutPayment.objects.filter(created_at__gte=since, stripe_session_id__isnull=False).count()
         message = f"Stripe is not configured: {opened} card payment(s) of the window could not be compared"
         return ([Difference("not compared", message)] if opened else []) + _clearing()
-    sessions = {s.id: s for s in gateway.list_checkout_sessions(created_since=since - SLACK)}
+    sessions = gateway.list_checkout_sessions(created_since=since - SLACK)
     refunds = defaultdict(list)
     for refund in gateway.list_refunds(created_since=since - SLACK):
         if refund.is_made:
             refunds[refund.payment_intent_id].append(refund)
-    differences = []
-    payments = CheckoutPayment.objects.filter(created_at__gte=since).order_by("created_at")
-    for payment in payments.iterator():
-        if payment.stripe_session_id is None:
-            continue  # Stripe never opened a session for it (or we never learnt of one: below)
-        session = sessions.pop(payment.stripe_session_id, None) or _retrieve(payment, differences)
+    differences, compared = [], set()
+    ours = _payments_by_session_id([s.id for s in sessions])
+    for session in sessions:
+        payment = ours.get(session.id)
+        if payment is None:
+            differences += _unrecorded_session(session, refunds, ignored if ignored is not None else [])
+            continue
+        compared.add(payment.pk)
+        differences += _compare(payment, session, refunds.get(session.payment_intent_id, []))
+    payments = CheckoutPayment.objects.filter(created_at__gte=since, stripe_session_id__isnull=False)
+    for payment in payments.order_by("created_at").iterator():
+        if payment.pk in compared:
+            continue
+        session = _retrieve(payment, differences)  # ours, but not in Stripe's list
         if session is not None:
             differences += _compare(payment, session, refunds.get(session.payment_intent_id, []))
-    differences += _unrecorded_sessions(sessions.values(), refunds)
     differences += _clearing()
     return differences
+
+
+def _payments_by_session_id(session_ids: list[str]) -> dict[str, CheckoutPayment]:
+    found = {}
+    for start in range(0, len(session_ids), 1000):  # bounded IN lists
+        chunk = session_ids[start : start + 1000]
+        found.update({p.stripe_session_id: p for p in CheckoutPayment.objects.filter(stripe_session_id__in=chunk)})
+    return found
 
 
 def _retrieve(payment: CheckoutPayment, differences: list) -> gateway.CheckoutSession | None:
@@ -113,21 +135,25 @@ def _compare(payment: CheckoutPayment, session: gateway.CheckoutSession, refunds
     return found
 
 
-def _unrecorded_sessions(sessions, refunds) -> list[Difference]:
-    """Paid sessions that name one of ours but that we never recorded, not refunded."""
-    found = []
-    for session in sessions:
-        kind = session.metadata.get("kind")
-        if kind not in registered_kinds() or session.payment_status != "paid":
-            continue
-        refunded = sum((r.amount for r in refunds.get(session.payment_intent_id, [])), Decimal("0.00"))
-        if refunded < (session.amount_total or 0):
-            message = (
-                f"Stripe took {session.amount_total} through session {session.id}, which names {kind} "
-                f"{session.metadata.get('reference_id')} but is not one we recorded (refunded: {refunded})"
-            )
-            found.append(Difference("not applied", message))
-    return found
+def _unrecorded_session(session: gateway.CheckoutSession, refunds, ignored: list[str]) -> list[Difference]:
+    """A session recorded on none of our payments. Unpaid: of no interest. Paid: not ours
+    (noted in `ignored`), unless it may be ours with its create's answer lost and Stripe
+    has not given all of it back."""
+    if session.payment_status != "paid":
+        return []
+    line = services.lost_session_line(session)
+    if isinstance(line, str):
+        ignored.append(f"session {session.id} (paid {session.amount_total} {session.currency}): not ours, {line}")
+        return []
+    refunded = sum((r.amount for r in refunds.get(session.payment_intent_id, [])), Decimal("0.00"))
+    if refunded >= (session.amount_total or 0):
+        return []
+    message = (
+        f"Stripe took {session.amount_total} through session {session.id}, which names "
+        f"{session.metadata.get('kind')} {line.reference_id}, whose payment {line.payment_id} never recorded a "
+        f"session (our create's answer lost?); its webhook asks Stripe whether it is ours (refunded: {refunded})"
+    )
+    return [Difference("unrecorded session", message, str(line.payment_id))]
 
 
 def _clearing() -> list[Difference]:

@@ -35,7 +35,7 @@ from paymentflow.api.exceptions import ApplicationError
 from paymentflow.db import atomic_with_retry
 from payments import gateway
 from payments.exceptions import PaymentNotRefundable, RefundInProgress, TooManyPendingCheckouts
-from payments.hooks import hooks_for
+from payments.hooks import CheckoutLine, hooks_for, registered_kinds
 from payments.models import CheckoutPayment
 
 logger = logging.getLogger("paymentflow.payments")
@@ -153,18 +153,9 @@ def payment_open_session(
     wins. The session is still recorded, since it is ours (a payment through it would be
     a late one, refunded), but not its URL, and it is expired at Stripe at once. `payment`
     is updated in place; its `status` tells the caller whether it is still open."""
+    line = CheckoutLine(payment.pk, reference_id, name, unit_amount, quantity)
     try:
-        session = gateway.create_checkout_session(
-            kind=payment.kind,
-            reference_id=reference_id,
-            name=name,
-            unit_amount=unit_amount,
-            quantity=quantity,
-            currency=payment.currency,
-            customer_email=payment.payer.email,
-            idempotency_key=f"checkout-{payment.pk}",
-            expires_at=payment.expires_at,
-        )
+        session = _create_session(payment, line)
     except gateway.GatewayError:
         if payment_release(payment_id=payment.pk, status=Status.FAILED, reason=SESSION_NOT_CREATED_REASON):
             raise
@@ -176,16 +167,36 @@ def payment_open_session(
     return payment
 
 
+def _create_session(payment: CheckoutPayment, line: CheckoutLine) -> gateway.CheckoutSession:
+    """The one request that creates a payment's session, so that a replay (the same key and
+    the same parameters) gets Stripe's first answer back (`payment_claim_lost_session`)."""
+    return gateway.create_checkout_session(
+        kind=payment.kind,
+        reference_id=line.reference_id,
+        name=line.name,
+        unit_amount=line.unit_amount,
+        quantity=line.quantity,
+        currency=payment.currency,
+        customer_email=payment.payer.email,
+        idempotency_key=f"checkout-{payment.pk}",
+        expires_at=payment.expires_at,
+    )
+
+
 @atomic_with_retry
-def _record_session(*, payment: CheckoutPayment, session: gateway.CheckoutSession) -> None:
-    """Under the payment lock: the session id always; its URL only while the payment is open."""
+def _record_session(*, payment: CheckoutPayment, session: gateway.CheckoutSession) -> bool:
+    """Under the payment lock: the session id (unless another is recorded: False); its URL
+    only while the payment is open. `payment` gets the row's state."""
     locked = _lock(payment.pk)
-    fields = {"stripe_session_id": session.id}
-    if locked.status == Status.PENDING:
-        fields["checkout_url"] = session.url
-    _change(locked, **fields)
+    recorded = locked.stripe_session_id in (None, session.id)
+    if recorded:
+        fields = {"stripe_session_id": session.id}
+        if locked.status == Status.PENDING:
+            fields["checkout_url"] = session.url
+        _change(locked, **fields)
     for name in ("status", "stripe_session_id", "checkout_url", "updated_at"):
         setattr(payment, name, getattr(locked, name))
+    return recorded
 
 
 def _expire_unwanted_session(payment: CheckoutPayment) -> None:
@@ -519,22 +530,71 @@ def _settle_refunds(
     return _change(payment, **fields) if fields else payment
 
 
-def payment_refund_unrecorded_session(*, session: gateway.CheckoutSession) -> None:
-    """Refund a paid Checkout Session we never recorded (its metadata names one of ours):
-    nothing was applied for it. No lock is held; the key derives from the session, and a
-    refusal is accepted only if Stripe shows it refunded."""
-    try:
-        gateway.create_refund(
-            payment_intent_id=session.payment_intent_id,
-            idempotency_key=f"refund-unrecorded-{session.id}",
-            reason="requested_by_customer",
-            metadata={"session_id": session.id, "cause": "not_our_session"},
-        )
-    except gateway.GatewayError as refused:
-        if refused.transient or not any(
-            r.is_made for r in gateway.list_refunds(payment_intent_id=session.payment_intent_id)
-        ):
-            raise
+# --- sessions we never recorded: foreign, or ours with the create's answer lost -----------------
+
+
+def lost_session_line(session: gateway.CheckoutSession) -> CheckoutLine | str:
+    """Could this session, recorded on none of our payments, be one our creation made whose
+    answer never reached us (a timeout, a lost connection, a process killed)? Database only.
+
+    Its line when it could: its metadata names an owner of a kind we registered, its
+    `client_reference_id` is that same id (we always send both), the owner's payment has
+    no session recorded (Stripe makes one session per idempotency key, so a payment that
+    has one never made another), and the amount and currency are the payment's. Otherwise
+    why it is not ours (a str): another integration's, the Dashboard's, a copy of our
+    metadata. Even a line is no proof: only Stripe's replay of our create is
+    (`payment_claim_lost_session`)."""
+    kind, reference = session.metadata.get("kind"), session.metadata.get("reference_id")
+    if kind not in registered_kinds() or not reference:
+        return "its metadata names nothing of ours"
+    if session.client_reference_id != reference:
+        return f"its client_reference_id is not the {kind} {reference} its metadata names"
+    lookup = hooks_for(kind).checkout_line
+    line = lookup(reference) if lookup else None
+    if line is None:
+        return f"we have no {kind} {reference}"
+    payment = CheckoutPayment.objects.get(pk=line.payment_id)
+    if payment.stripe_session_id is not None:
+        return f"{kind} {reference} has its own session, {payment.stripe_session_id}"
+    if session.amount_total != payment.amount or (session.currency or "").upper() != payment.currency.upper():
+        paid = f"{session.amount_total} {(session.currency or '').upper()}"
+        return f"{kind} {reference} is {payment.amount} {payment.currency}, not {paid}"
+    return line
+
+
+def payment_claim_lost_session(*, line: CheckoutLine, session: gateway.CheckoutSession) -> SessionOutcome | None:
+    """Ask Stripe whether a paid session that `lost_session_line` found possible is ours: our
+    create is sent again, with the same key and parameters (`_create_session`), and within
+    its 24 hours Stripe replays the session it made for it. Ours: recorded on the payment
+    and applied as its paid session (`payment_paid`: a late payment is refunded, key
+    `refund-<payment id>`); the outcome. Anything else (another session, or Stripe refusing
+    the replay: parameters changed since, the key forgotten): not proven ours, None, and
+    nothing is refunded by us. No lock held; a transient GatewayError is raised (ask
+    again later)."""
+    payment = CheckoutPayment.objects.select_related("payer").get(pk=line.payment_id)
+    if payment.stripe_session_id not in (None, session.id):
+        return None
+    if payment.stripe_session_id is None:  # else claimed meanwhile (another event of the session)
+        try:
+            replayed = _create_session(payment, line)
+        except gateway.GatewayError as exc:
+            if exc.transient:
+                raise
+            logger.warning("Session %s names payment %s; Stripe refused the replay: not ours", session.id, payment.pk)
+            return None
+        if replayed.id != session.id:
+            # Our key made another session (maybe just now, if the first create never reached
+            # Stripe): that one is ours; it is recorded and, if the payment ended, expired.
+            if _record_session(payment=payment, session=replayed) and payment.status != Status.PENDING:
+                _expire_unwanted_session(payment)
+            return None
+        if not _record_session(payment=payment, session=session):
+            return None
+    logger.warning("Session %s of card payment %s was ours (its create's answer was lost)", session.id, payment.pk)
+    outcome = payment_paid(payment_id=payment.pk, session=session)
+    if outcome.refund_due:
+        payment_refund_resume(payment_id=payment.pk, busy_ok=True)
+    return outcome
 
 
 def payment_settle_flagged(*, payment_id) -> CheckoutPayment:

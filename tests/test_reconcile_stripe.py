@@ -105,7 +105,11 @@ def test_an_amount_that_differs(books, fake_stripe):
     assert "ours is 20.00 USD, Stripe's session" in drift()
 
 
-def test_a_paid_session_naming_our_order_that_we_never_recorded(books, fake_stripe, buyer_client, product):
+def test_a_foreign_paid_session_naming_our_order_is_ignored_not_refunded(books, fake_stripe, buyer_client, product):
+    """Stripe's sessions are looked up by their id among our payments, never by metadata: a
+    paid session of another integration that names one of our orders (which has its own
+    session), and one with no metadata at all, are not ours. Noted, not differences; their
+    events refund nothing."""
     order = card_order(buyer_client, product)
     in_an_hour = timezone.now() + timedelta(hours=1)
     other = gateway.create_checkout_session(
@@ -113,13 +117,48 @@ def test_a_paid_session_naming_our_order_that_we_never_recorded(books, fake_stri
         currency="usd", customer_email=None, idempotency_key="elsewhere", expires_at=in_an_hour,
     )  # fmt: skip
     fake_stripe.mark_paid(other.id)
-
-    assert f"session {other.id}, which names order {order['id']} but is not one we recorded" in drift()
-    # Its event refunds it: then the books agree again.
-    assert (
-        deliver(fake_stripe, build_event("checkout.session.completed", fake_stripe.sessions[other.id])).status_code
-        == 200
+    bare = fake_stripe.mark_paid(
+        gateway.create_checkout_session(
+            reference_id="x",
+            kind="order",
+            name="A payment link",
+            unit_amount=D("7.00"),
+            quantity=1,
+            currency="usd",
+            customer_email=None,
+            idempotency_key="link",
+            expires_at=in_an_hour,
+        ).id  # fmt: skip
     )
+    fake_stripe.sessions[bare["id"]]["metadata"] = {}
+
+    report = reconcile_stripe()
+
+    assert "agree with Stripe" in report
+    assert f"[ignored] session {other.id} (paid 20.00 usd): not ours, order {order['id']} has its own session" in report
+    assert f"[ignored] session {bare['id']} (paid 7.00 usd): not ours, its metadata names nothing of ours" in report
+    refunds = len(fake_stripe.refunds)
+    event = build_event("checkout.session.completed", fake_stripe.sessions[other.id])
+    assert deliver(fake_stripe, event).status_code == 200
+    assert len(fake_stripe.refunds) == refunds and "agree with Stripe" in reconcile_stripe()
+
+
+def test_a_paid_session_of_ours_whose_create_answer_was_lost(books, fake_stripe, buyer_client, product):
+    """Our create made the session but its answer never came (the order FAILED, no session
+    recorded): paid anyway, it is a difference until its webhook asks Stripe (the replay
+    of our create) and refunds it; then the books agree."""
+    fake_stripe.lose_responses("/v1/checkout/sessions", n=1, method="POST")
+    response = buyer_client.post("/api/v1/orders", {"productId": str(product.pk), "paymentMethod": "GATEWAY"})
+    assert response.status_code == 502
+    failed = Order.objects.get(status=Order.Status.FAILED, payment__stripe_session_id=None)
+    (lost,) = [s for s, session in fake_stripe.sessions.items() if session["client_reference_id"] == str(failed.pk)]
+    fake_stripe.mark_paid(lost)
+
+    report = drift()
+
+    assert f"[unrecorded session] Stripe took 20.00 through session {lost}" in report and report.count("[") == 1
+    event = build_event("checkout.session.completed", fake_stripe.sessions[lost])
+    assert deliver(fake_stripe, event).status_code == 200
     assert "agree with Stripe" in reconcile_stripe()
 
 

@@ -19,6 +19,7 @@ the payment's transaction and locks the top-up row; none calls Stripe.
 """
 
 import logging
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -29,7 +30,7 @@ from accounts.models import User
 from paymentflow.api.exceptions import ApplicationError
 from payments import gateway
 from payments import services as payments
-from payments.hooks import CheckoutHooks
+from payments.hooks import CheckoutHooks, CheckoutLine
 from payments.models import CheckoutPayment
 from wallets.exceptions import InvalidDepositAmount, WalletLocked
 from wallets.models import LedgerEntry, SystemAccount, TopUp
@@ -129,4 +130,16 @@ def _on_refunded(payment: CheckoutPayment, held: bool) -> None:
     _set(topup, status=TopUp.Status.REFUNDED)
 
 
-TOPUP_HOOKS = CheckoutHooks(paid=_on_paid, released=_on_released, refunded=_on_refunded)
+def _checkout_line(reference_id: str) -> CheckoutLine | None:
+    """The top-up `reference_id` as `topup_create` sent it to Stripe."""
+    try:
+        topup_id = uuid.UUID(reference_id)
+    except ValueError:
+        return None
+    topup = TopUp.objects.filter(pk=topup_id, payment__isnull=False).first()
+    if topup is None:
+        return None
+    return CheckoutLine(topup.payment_id, str(topup.pk), CHECKOUT_ITEM_NAME, topup.amount, 1)
+
+
+TOPUP_HOOKS = CheckoutHooks(paid=_on_paid, released=_on_released, refunded=_on_refunded, checkout_line=_checkout_line)

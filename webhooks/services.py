@@ -74,9 +74,12 @@ def stripe_event_process(*, event_id: str) -> StripeEvent:
         event, outcome = _handle_locked(event_id)
         committed = True
         if outcome.after_commit:
+            final = outcome
             for action in outcome.after_commit:
-                action()
-            event = _mark_handled(event_id, outcome)
+                result = action()
+                if isinstance(result, Outcome):  # what Stripe said decides the outcome
+                    final = result
+            event = _mark_handled(event_id, final)
     except Exception as exc:
         logger.exception("Stripe event %s failed", event_id)
         _record_failure(event_id, exc, count_attempt=not committed)

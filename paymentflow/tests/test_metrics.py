@@ -171,8 +171,9 @@ class TestStripeEvents:
             orders("GATEWAY", "COMPLETED"),
             *(
                 ("paymentflow_stripe_events_total", {"type": completed, "outcome": o})
-                for o in ("processed", "duplicate", "failed")
+                for o in ("processed", "duplicate", "ignored")
             ),
+            ("paymentflow_stripe_events_total", {"type": "charge.refunded", "outcome": "failed"}),
             ("paymentflow_stripe_events_total", {"type": "customer.created", "outcome": "ignored"}),
         ]
         with Delta(*samples) as d, django_capture_on_commit_callbacks(execute=True):
@@ -183,11 +184,17 @@ class TestStripeEvents:
             assert response.status_code == 200
             assert deliver(fake_stripe, event).status_code == 200  # Stripe's retry
 
-            # A paid session that is not the one we created for the top-up: FAILED, nothing moves.
+            # A paid session that is not the one we created for the top-up: not ours, IGNORED.
             topup = TopUpFactory(wallet=WalletFactory(), amount=Decimal("5.00"))
             foreign = paid_session_event(fake_stripe, topup)
             foreign["data"]["object"]["id"] = "cs_test_someone_else"
-            assert deliver(fake_stripe, foreign).status_code == 500
+            assert deliver(fake_stripe, foreign).status_code == 200
+            # A refund event whose check at Stripe fails: FAILED (Stripe delivers it again).
+            intent = fake_stripe.sessions[paid["stripeSessionId"]]["payment_intent"]
+            refunded = fake_stripe.charge_event("charge.refunded", intent)
+            fake_stripe.down = True
+            assert deliver(fake_stripe, refunded).status_code == 500
+            fake_stripe.down = False
 
             assert (
                 deliver(fake_stripe, build_event("customer.created", {"id": "cus_1", "object": "customer"})).status_code
@@ -195,7 +202,7 @@ class TestStripeEvents:
             )
         assert Order.objects.get(pk=paid["id"]).status == Order.Status.COMPLETED
         counts = [d[sample] for sample in samples]
-        assert counts == [1, 1, 1, 1, 1, 1]
+        assert counts == [1, 1, 1, 1, 1, 1, 1]
 
 
 def test_requests_are_counted_by_django_prometheus(api_client):

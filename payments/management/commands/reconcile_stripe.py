@@ -19,7 +19,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, days, **options):
-        differences = reconcile_stripe(window=timedelta(days=days))
+        ignored = []
+        differences = reconcile_stripe(window=timedelta(days=days), ignored=ignored)
+        for note in ignored:  # other integrations' sessions on the account: not ours, not a difference
+            self.stdout.write(f"[ignored] {note}")
         for difference in differences:
             self.stdout.write(str(difference))
         for what, count in Counter(difference.what for difference in differences).items():
