@@ -25,6 +25,7 @@ FIELDS = [
     "stripe_refund_id",
     "refund_requested_at",
     "refund_attempt_started_at",
+    "refund_attempt",
     "refunded_at",
     "needs_attention",
     "attention_reason",

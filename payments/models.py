@@ -70,8 +70,11 @@ class CheckoutPayment(models.Model):
     stripe_refund_id = models.CharField(max_length=255, null=True, blank=True)
     refund_requested_at = models.DateTimeField(null=True, blank=True)
     #: Set while one process asks Stripe to refund (a lease: nobody else starts a refund of
-    #: this payment until it is cleared or REFUND_ATTEMPT_LEASE has passed).
+    #: this payment until it is cleared or REFUND_LEASE_SECONDS have passed).
     refund_attempt_started_at = models.DateTimeField(null=True, blank=True)
+    #: Refund attempts started so far; the current one's number is its lease's token: only
+    #: the process holding it writes an attempt's outcome (a holder taken over writes nothing).
+    refund_attempt = models.PositiveIntegerField(default=0)
     refunded_at = models.DateTimeField(null=True, blank=True)
     needs_attention = models.BooleanField(default=False)
     attention_reason = models.CharField(max_length=500, blank=True, default="")

@@ -14,8 +14,10 @@ what a payment pays for moves through the hooks it registered (`payments.hooks`)
   payment is refunded.
 - Refunds never pay twice (docs/decisions/0001-card-refunds.md): money goes back to the
   merchant only when Stripe says, to the one process allowed to ask it at that moment (the
-  refund lease), that no refund exists for the payment. An unknown outcome leaves the
-  refund PENDING, the money held, for a retry or the sweep.
+  refund lease), that no refund exists for the payment. The lease is a fence: an attempt's
+  outcome is written only while its token (`refund_attempt`) is still the payment's, so a
+  holder that was taken over writes nothing. An unknown outcome leaves the refund PENDING,
+  the money held, for a retry or the sweep.
 """
 
 import logging
@@ -46,9 +48,6 @@ RefundStatus = CheckoutPayment.RefundStatus
 #: Sessions live CHECKOUT_EXPIRES_MINUTES plus this margin, so the request that creates one
 #: is never refused for landing a few seconds under Stripe's 30 minutes.
 CHECKOUT_EXPIRY_MARGIN = timedelta(minutes=1)
-#: How long one refund attempt may talk to Stripe before another may start: longer than the
-#: SDK's timeout times its tries (10 s x 3, plus backoff).
-REFUND_ATTEMPT_LEASE = timedelta(seconds=120)
 
 EXPIRED_REASON = "The checkout session expired unpaid."
 PAYMENT_FAILED_REASON = "The card payment failed."
@@ -335,9 +334,34 @@ def _refund_now_or_later(payment: CheckoutPayment) -> None:
 # --- refunds ------------------------------------------------------------------------------------
 
 
+class _LeaseLost(Exception):
+    """The attempt's refund lease was taken over: its outcome is not this attempt's to write."""
+
+    def __init__(self, payment: CheckoutPayment):
+        super().__init__(payment.pk)
+        self.payment = payment
+
+
+def refund_lease() -> timedelta:
+    """How long a refund attempt holds the payment before another may start: REFUND_LEASE_SECONDS,
+    longer than the attempt may talk to Stripe (paymentflow.timeouts.refund_lease_seconds)."""
+    return timedelta(seconds=settings.REFUND_LEASE_SECONDS)
+
+
 def _lease_is_held(payment: CheckoutPayment, now) -> bool:
     started = payment.refund_attempt_started_at
-    return started is not None and now - started < REFUND_ATTEMPT_LEASE
+    return started is not None and now - started < refund_lease()
+
+
+def _new_lease(payment: CheckoutPayment, now) -> dict:
+    """The fields of a lease taken now: its start, and its token (the next attempt number)."""
+    return {"refund_attempt_started_at": now, "refund_attempt": payment.refund_attempt + 1}
+
+
+def _holds_lease(payment: CheckoutPayment, lease: int) -> bool:
+    """Attempt `lease` is still the payment's current one, and nobody ended it (a refund
+    settled without us clears the lease): an expired lease that nobody took is still held."""
+    return payment.refund_attempt == lease and payment.refund_attempt_started_at is not None
 
 
 @atomic_with_retry
@@ -358,7 +382,7 @@ def _begin_refund(*, payment_id, reason: str) -> CheckoutPayment:
             raise PaymentNotRefundable(f"A {payment.kind} payment cannot be refunded here.")
         hold(payment, reason)  # INSUFFICIENT_FUNDS, WALLET_LOCKED...: everything rolls back
         fields = _refund_fields(now=now)
-    return _change(payment, refund_attempt_started_at=now, **fields)
+    return _change(payment, **_new_lease(payment, now), **fields)
 
 
 @atomic_with_retry
@@ -367,7 +391,7 @@ def _take_lease(*, payment_id) -> CheckoutPayment | None:
     now = timezone.now()
     if not payment.refund_in_progress or _lease_is_held(payment, now):
         return None
-    return _change(payment, refund_attempt_started_at=now)
+    return _change(payment, **_new_lease(payment, now))
 
 
 def payment_refund(*, payment_id, reason: str = "") -> CheckoutPayment:
@@ -397,17 +421,39 @@ def payment_refund_resume(*, payment_id, busy_ok: bool = False) -> CheckoutPayme
         if current.refund_in_progress and not busy_ok:
             raise RefundInProgress()
         return current
-    return _refund_at_stripe(payment)
+    return _refund_at_stripe(payment, busy_ok=busy_ok)
 
 
-def _refund_at_stripe(payment: CheckoutPayment) -> CheckoutPayment:
-    """Holding the lease, no lock: ask Stripe to refund all it took for the payment.
+def _refund_at_stripe(payment: CheckoutPayment, *, busy_ok: bool = False) -> CheckoutPayment:
+    """Holding the lease (`payment.refund_attempt`, as just taken), no lock: ask Stripe to
+    refund all it took for the payment.
 
     The idempotency key `refund-<payment id>` makes a retry within Stripe's 24 hours return
     the first refund. Beyond them, or when Stripe refuses for any reason, Stripe is asked
     what refunds exist for the payment before anything is decided (`_settle_refunds`): a
     refund already made finishes ours; none at all gives the merchant's money back.
+
+    If the lease was taken over meanwhile (this attempt outlived it), nothing is written:
+    the payment as it now is is returned when its refund is done (or with `busy_ok`),
+    otherwise RefundInProgress (the other attempt, or the sweep, settles it).
     """
+    lease = payment.refund_attempt
+    try:
+        return _ask_stripe_to_refund(payment, lease)
+    except _LeaseLost as lost:
+        current = lost.payment
+        logger.warning(
+            "Refund attempt %s of card payment %s was taken over (now attempt %s): it writes nothing",
+            lease,
+            payment.pk,
+            current.refund_attempt,
+        )
+        if busy_ok or current.refund_status == RefundStatus.SUCCEEDED:
+            return current
+        raise RefundInProgress() from None
+
+
+def _ask_stripe_to_refund(payment: CheckoutPayment, lease: int) -> CheckoutPayment:
     try:
         refund = gateway.create_refund(  # no amount: all that is left (what was paid, to the cent, once)
             payment_intent_id=payment.stripe_payment_intent_id,
@@ -417,25 +463,26 @@ def _refund_at_stripe(payment: CheckoutPayment) -> CheckoutPayment:
         )
     except gateway.GatewayError as refused:
         if refused.transient:  # the outcome is unknown: keep the hold, retry later
-            _end_attempt(payment_id=payment.pk)
+            _end_attempt(payment_id=payment.pk, lease=lease)
             raise
         try:
             refunds = gateway.list_refunds(payment_intent_id=payment.stripe_payment_intent_id)
             paid = _paid_at_stripe(payment)
         except gateway.GatewayError:
-            _end_attempt(payment_id=payment.pk)
+            _end_attempt(payment_id=payment.pk, lease=lease)
             raise refused from None
-        payment = _settle_refunds(payment_id=payment.pk, refunds=refunds, paid=paid, refused=refused)
+        payment = _settle_refunds(payment_id=payment.pk, refunds=refunds, paid=paid, lease=lease, refused=refused)
         if payment.refund_status != RefundStatus.SUCCEEDED:
             raise refused from None
         return payment
-    return _settle_refunds(payment_id=payment.pk, refunds=[refund], paid=refund.amount, attempted=True)
+    return _settle_refunds(payment_id=payment.pk, refunds=[refund], paid=refund.amount, lease=lease)
 
 
 @atomic_with_retry
-def _end_attempt(*, payment_id) -> None:
+def _end_attempt(*, payment_id, lease: int) -> None:
+    """Give the lease back (the outcome is unknown), if it is still this attempt's."""
     payment = _lock(payment_id)
-    if payment.refund_attempt_started_at is not None:
+    if _holds_lease(payment, lease):
         _change(payment, refund_attempt_started_at=None)
 
 
@@ -464,22 +511,26 @@ def _settle_refunds(
     payment_id,
     refunds: Iterable[gateway.Refund],
     paid: Decimal,
-    attempted: bool = False,
+    lease: int | None = None,
     refused: gateway.GatewayError | None = None,
 ) -> CheckoutPayment:
     """Apply what Stripe says was refunded of the `paid` amount of the payment, under its lock.
 
-    `attempted` / `refused`: the caller holds the lease and has just asked Stripe for a
-    refund of all that was left, which was made (`refunds` is that refund), or refused.
-    Only the lease holder, after a refusal, may conclude that no refund exists (no other
-    attempt can be in flight): then the held money goes back to the owner. Anyone else
-    who finds no refund changes nothing.
+    `lease`: the caller's attempt holds the refund lease with this token, and has just asked
+    Stripe for a refund of all that was left, which was made (`refunds` is that refund), or
+    `refused`. If the lease is no longer the caller's (taken over, or ended by a refund
+    settled meanwhile), nothing is written: `_LeaseLost`. Only the lease holder, after a
+    refusal, may conclude that no refund exists (no other attempt can be in flight): then
+    the held money goes back to the owner. Anyone else who finds no refund changes nothing.
     """
     payment = _lock(payment_id)
+    if lease is not None and not _holds_lease(payment, lease):
+        raise _LeaseLost(payment)
+    attempted = lease is not None and refused is None
     made = [r for r in refunds if r.is_made and r.payment_intent_id in (None, payment.stripe_payment_intent_id)]
     refunded = sum((r.amount for r in made), Decimal("0.00"))
     now = timezone.now()
-    fields = {"refund_attempt_started_at": None} if (attempted or refused) else {}
+    fields = {"refund_attempt_started_at": None} if lease is not None else {}
     hooks = hooks_for(payment.kind)
     if payment.refund_status == RefundStatus.SUCCEEDED and refunded < paid:
         # A refund we recorded that Stripe no longer counts (it failed, or was canceled, later):

@@ -71,9 +71,7 @@ def sweep_stripe_refunds(*, now=None) -> SweepSummary:
         CheckoutPayment.objects.filter(
             refund_status=CheckoutPayment.RefundStatus.PENDING, refund_requested_at__lte=retry_before
         )
-        .filter(
-            Q(refund_attempt_started_at=None) | Q(refund_attempt_started_at__lt=now - services.REFUND_ATTEMPT_LEASE)
-        )
+        .filter(Q(refund_attempt_started_at=None) | Q(refund_attempt_started_at__lt=now - services.refund_lease()))
         .order_by("refund_requested_at")
         .values_list("pk", flat=True)
     )

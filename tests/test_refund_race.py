@@ -5,8 +5,10 @@ released together. Whatever the interleaving: one refund at Stripe, the merchant
 once, the order REFUNDED once, and both reconciliations clean."""
 
 import io
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,18 +16,22 @@ import requests
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
+from django.utils import timezone
 
 from catalog.services import product_lock
 from orders import services
 from orders.models import Order
 from orders.tests.factories import funded_buyer
-from orders.tests.utils import balance, card_order, merchant_product, pay_by_card, stock
+from orders.tests.utils import balance, card_order, merchant_product, order_legs, pay_by_card, stock
 from paymentflow.api.exceptions import ApplicationError
-from paymentflow.testing.concurrency import REQUEST_TIMEOUT, run_at_once
+from paymentflow.testing.concurrency import BARRIER_TIMEOUT, REQUEST_TIMEOUT, run_at_once
+from payments import services as payments
+from payments.models import CheckoutPayment
 from payments.services import payment_refund_sync
 from payments.sweeps import sweep_stripe_refunds
 from wallets.models import Wallet
 from wallets.selectors import system_wallet_balances
+from wallets.services import wallet_withdraw
 from webhooks.tests.utils import WEBHOOK_URL, deliver, post_raw
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]
@@ -218,3 +224,144 @@ def test_a_dashboard_refund_event_amid_wallet_purchases_of_the_product_never_dea
     assert stock(product) == 50 - len(buyers)
     assert _deadlocks() == deadlocks_before
     reconcile()
+
+
+# --- The refund lease is a fence ------------------------------------------------------------------
+# A holder whose lease ran out while it waited for Stripe (a slow answer and the SDK's retries,
+# a paused process) and was taken over writes nothing when it comes back: only the holder of
+# the current attempt writes an outcome (payments.services, `_settle_refunds` / `_end_attempt`).
+
+
+def _payment_of(order: dict) -> CheckoutPayment:
+    return CheckoutPayment.objects.get(pk=Order.objects.get(pk=order["id"]).payment_id)
+
+
+def _lease_runs_out(payment_id) -> None:
+    """As if the holder had been at Stripe for longer than its lease."""
+    CheckoutPayment.objects.filter(pk=payment_id).update(refund_attempt_started_at=timezone.now() - timedelta(days=1))
+
+
+@override_settings(REFUND_RETRY_AFTER_SECONDS=0)
+def test_a_refund_holder_taken_over_after_the_other_settled_writes_nothing(
+    fake_stripe, buyer_client, merchant, reconcile
+):
+    """The first holder's refund request is held at the fake until its lease has run out, the
+    sweep has taken the lease over, made the refund and settled it. The first holder then gets
+    Stripe's (replayed) answer: it writes nothing, and the money moved once."""
+    product = merchant_product(merchant, price="20.00")
+    order = card_order(buyer_client, product, 2)
+    pay_by_card(fake_stripe, order)
+    payment_id = _payment_of(order).pk
+
+    def take_over():
+        try:
+            _lease_runs_out(payment_id)
+            swept = sweep_stripe_refunds()
+            return str(swept), _row(payment_id)
+        finally:
+            connection.close()  # this runs in the fake Stripe's thread
+
+    fake_stripe.on_next_request("/v1/refunds", take_over)
+
+    assert services.order_refund(order_id=order["id"], merchant=merchant).status == "REFUNDED"
+
+    ((swept, settled_by_the_sweep),) = fake_stripe.hook_results
+    assert swept == "1 found; refund SUCCEEDED: 1; 0 not settled"
+    assert _row(payment_id) == settled_by_the_sweep  # the first holder wrote nothing, not even its lease
+    assert len(fake_stripe.refunds) == 1 and len(fake_stripe.calls("POST", "/v1/refunds")) == 2
+    found = Order.objects.get(pk=order["id"])
+    assert order_legs(found) == {(merchant.email, "REVENUE"): D("40.00"), (merchant.email, "REFUND"): D("-40.00")} | {
+        ("stripe:clearing", "REVENUE"): D("-40.00"),
+        ("stripe:clearing", "REFUND"): D("40.00"),
+    }
+    assert balance(merchant) == D("0.00") and stock(product) == 10
+    reconcile()
+    call_command("reconcile_stripe", stdout=io.StringIO())
+
+
+@pytest.mark.parametrize("answer", ["refused", "unknown"])
+@override_settings(REFUND_RETRY_AFTER_SECONDS=0)
+def test_a_refund_holder_taken_over_while_the_other_is_at_stripe_writes_nothing(
+    fake_stripe, buyer_client, merchant, answer, reconcile
+):
+    """The first holder's request is held at the fake until its lease has run out and a second
+    holder (the sweep's retry) has taken the lease and is itself waiting for Stripe. Then Stripe
+    refuses the first (and shows no refund yet: the second one is not made), or its outcome is
+    unknown. Either way the first holder concludes nothing: the merchant's money stays held
+    while the second holder's refund may be made (the merchant cannot spend it meanwhile), the
+    lease stays the second holder's, and the money moves once."""
+    product = merchant_product(merchant, price="20.00")
+    order = card_order(buyer_client, product, 2)
+    pay_by_card(fake_stripe, order)
+    payment_id = _payment_of(order).pk
+    second_at_stripe, first_done = threading.Event(), threading.Event()
+    second_result = []
+
+    def second_holder():
+        try:
+            second_result.append(payments.payment_refund_resume(payment_id=payment_id, busy_ok=True).refund_status)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            second_result.append(exc)
+        finally:
+            connection.close()
+
+    def hold_the_second_at_stripe():
+        second_at_stripe.set()
+        assert first_done.wait(BARRIER_TIMEOUT)
+
+    def take_over():
+        try:
+            _lease_runs_out(payment_id)
+            fake_stripe.on_next_request("/v1/refunds", hold_the_second_at_stripe)
+            threading.Thread(target=second_holder, name="second-holder").start()
+            assert second_at_stripe.wait(BARRIER_TIMEOUT)
+            # What Stripe answers the first holder (its request goes on after this hook).
+            if answer == "refused":
+                fake_stripe.fail_next(1, status=400, message="This charge is disputed.", path="/v1/refunds")
+            else:
+                fake_stripe.fail_next(1, status=500, path="/v1/refunds")
+        finally:
+            connection.close()
+
+    fake_stripe.on_next_request("/v1/refunds", take_over)
+    try:
+        with pytest.raises(ApplicationError) as first:
+            services.order_refund(order_id=order["id"], merchant=merchant)
+
+        # The second holder is still at Stripe.
+        assert first.value.code == ("REFUND_IN_PROGRESS" if answer == "refused" else "GATEWAY_ERROR")
+        meanwhile = _payment_of(order)
+        assert meanwhile.refund_status == "PENDING" and meanwhile.refund_attempt_started_at is not None
+        assert balance(merchant) == D("0.00")  # held: Stripe may be refunding the buyer right now
+        with pytest.raises(ApplicationError) as spend:
+            wallet_withdraw(wallet=Wallet.objects.get(user=merchant), amount=D("40.00"))
+        assert spend.value.code == "INSUFFICIENT_FUNDS"
+        with pytest.raises(ApplicationError) as again:  # the lease is still the second holder's
+            services.order_refund(order_id=order["id"], merchant=merchant)
+        assert again.value.code == "REFUND_IN_PROGRESS"
+    finally:
+        first_done.set()
+    _wait_for(lambda: second_result)
+
+    assert second_result == ["SUCCEEDED"]
+    found = Order.objects.select_related("payment").get(pk=order["id"])
+    assert found.status == "REFUNDED" and not found.payment.needs_attention
+    assert len(fake_stripe.refunds) == 1 and found.payment.stripe_refund_id in fake_stripe.refunds
+    assert order_legs(found) == {(merchant.email, "REVENUE"): D("40.00"), (merchant.email, "REFUND"): D("-40.00")} | {
+        ("stripe:clearing", "REVENUE"): D("-40.00"),
+        ("stripe:clearing", "REFUND"): D("40.00"),
+    }
+    assert balance(merchant) == D("0.00") and system_wallet_balances()["stripe:clearing"] == D("0.00")
+    reconcile()
+    call_command("reconcile_stripe", stdout=io.StringIO())
+
+
+def _row(payment_id) -> dict:
+    return CheckoutPayment.objects.filter(pk=payment_id).values().get()
+
+
+def _wait_for(condition, seconds: float = BARRIER_TIMEOUT) -> None:
+    ends = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < ends, "timed out"
+        time.sleep(0.01)

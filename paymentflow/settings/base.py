@@ -14,6 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from paymentflow.settings.env import env, env_bool, env_decimal, env_int, env_list, env_seconds, env_seconds_list
+from paymentflow.timeouts import refund_lease_seconds
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -347,6 +348,15 @@ PURCHASE_LOCK_TIMEOUT_MS = 5000
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = env("STRIPE_API_BASE", "")
+# Each try of a Stripe call waits at most this long; a call makes up to 1 + retries tries.
+STRIPE_TIMEOUT_SECONDS = env_seconds("STRIPE_TIMEOUT_SECONDS", 10)
+STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
+if STRIPE_MAX_NETWORK_RETRIES < 0:
+    raise ImproperlyConfigured(f"STRIPE_MAX_NETWORK_RETRIES must be 0 or more, got {STRIPE_MAX_NETWORK_RETRIES}.")
+# How long one card refund attempt holds its payment (the refund lease): derived from the two
+# above (paymentflow/timeouts.py); a longer one may be set, a shorter one is refused.
+_configured_lease = env_seconds("REFUND_LEASE_SECONDS", 1) if env("REFUND_LEASE_SECONDS") else None
+REFUND_LEASE_SECONDS = refund_lease_seconds(STRIPE_TIMEOUT_SECONDS, STRIPE_MAX_NETWORK_RETRIES, _configured_lease)
 CHECKOUT_EXPIRES_MINUTES = max(30, env_int("CHECKOUT_EXPIRES_MINUTES", 30))
 # Open Checkout Sessions one buyer may hold at once (card orders and top-ups together).
 MAX_PENDING_CHECKOUTS = max(1, env_int("MAX_PENDING_CHECKOUTS", 3))
