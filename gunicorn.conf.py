@@ -24,6 +24,13 @@ limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
 
+# The timeout chain (docs/ARCHITECTURE.md, "Operations: timeouts"): a worker busy with one
+# request for longer than this is killed, so it must outlast the request's Stripe calls
+# (STRIPE_REQUEST_DEADLINE_SECONDS, 12 s; up to twice that, as requests waits the time left
+# both to connect and to read) and its database work; the balancer's server timeout (HAProxy,
+# nginx in tests: 60 s) outlasts it in turn. paymentflow/tests/test_timeouts.py checks the order.
+timeout = 30
+
 _OWN_DIRECTORY = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if _OWN_DIRECTORY:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="paymentflow-metrics-")

@@ -16,6 +16,11 @@ timeout (`STRIPE_TIMEOUT_SECONDS`, default 10 s) and `STRIPE_MAX_NETWORK_RETRIES
 (default 2). Retries are safe because every POST carries an idempotency key: ours where
 the caller passes one, the SDK's own (the same across its retries) otherwise.
 
+Calls made inside `deadline(seconds)` (every API request: `payments.middleware`; every
+refund attempt) share one budget: each try waits at most min(timeout, time left), a retry
+is made only while time is left, and once it is spent no call is made: `GatewayError`
+(transient: the outcome is unknown, as after a timeout).
+
 Amounts are `Decimal` in major units on our side and integers in minor units (cents) on
 Stripe's; only two-decimal currencies are supported (one currency per deployment).
 """
@@ -25,7 +30,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -35,6 +43,7 @@ import stripe
 from django.conf import settings
 
 from paymentflow.api.exceptions import ApplicationError
+from paymentflow.timeouts import stripe_call_seconds
 
 logger = logging.getLogger("paymentflow.gateway")
 
@@ -48,8 +57,6 @@ T = TypeVar("T")
 API_VERSION: str = stripe.api_version
 #: How old a webhook signature may be before it is refused (Stripe's default, seconds).
 WEBHOOK_TOLERANCE_SECONDS: int = stripe.Webhook.DEFAULT_TOLERANCE
-DEFAULT_TIMEOUT_SECONDS = 10.0
-DEFAULT_MAX_NETWORK_RETRIES = 2
 
 CheckoutKind = Literal["order", "topup"]
 CHECKOUT_KINDS: frozenset[str] = frozenset({"order", "topup"})
@@ -226,6 +233,87 @@ def from_minor_units(minor: int) -> Decimal:
     return (Decimal(minor) / 100).quantize(_CENTS)
 
 
+# --- The deadline -------------------------------------------------------------------------
+#: When the Stripe calls of the current request (or refund attempt) must be over, on
+#: time.monotonic(); None: no deadline, each call has the SDK's timeout and retries.
+_deadline: ContextVar[float | None] = ContextVar("stripe_deadline", default=None)
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Every Stripe call made inside, the SDK's retries included, ends within `seconds` from
+    now, or by the enclosing deadline if that comes first (an inner one never extends it)."""
+    ends = time.monotonic() + seconds
+    outer = _deadline.get()
+    token = _deadline.set(ends if outer is None else min(outer, ends))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def time_left() -> float | None:
+    """Seconds left before the current deadline (<= 0: spent), None without one."""
+    ends = _deadline.get()
+    return None if ends is None else ends - time.monotonic()
+
+
+def longest_call_seconds() -> float:
+    """The longest one call may take with the current settings (every try timing out)."""
+    return stripe_call_seconds(settings.STRIPE_TIMEOUT_SECONDS, settings.STRIPE_MAX_NETWORK_RETRIES)
+
+
+class _DeadlineSpent(stripe.APIConnectionError):
+    """No time is left for a (further) try: it is not sent."""
+
+    def __init__(self):
+        super().__init__("The deadline for Stripe calls is spent: not sent.", should_retry=False)
+
+
+class _DeadlineRequestsClient(stripe.RequestsClient):
+    """The SDK's requests client, whose every try (its retries included) fits in the deadline.
+
+    RequestsClient passes `self._timeout` to requests for each try; here that is the SDK
+    timeout or, when less, the time left (requests applies it to connecting and to each
+    read). A retry is made only while more than the SDK's shortest backoff is left, and its
+    backoff never sleeps past the deadline.
+    """
+
+    @property
+    def _timeout(self) -> float:
+        left = time_left()
+        return self._sdk_timeout if left is None else max(min(self._sdk_timeout, left), 0.001)
+
+    @_timeout.setter
+    def _timeout(self, value: float) -> None:  # set once, by RequestsClient.__init__
+        self._sdk_timeout = value
+
+    def request(self, *args, **kwargs):
+        _check_time_left()
+        return super().request(*args, **kwargs)
+
+    def request_stream(self, *args, **kwargs):
+        _check_time_left()
+        return super().request_stream(*args, **kwargs)
+
+    def _should_retry(self, *args, **kwargs) -> bool:
+        left = time_left()
+        if left is not None and left <= self.INITIAL_DELAY:
+            return False
+        return super()._should_retry(*args, **kwargs)
+
+    def _sleep_time_seconds(self, num_retries: int) -> float:
+        left = time_left()
+        sleep = super()._sleep_time_seconds(num_retries)
+        return sleep if left is None else max(min(sleep, left), 0.0)
+
+
+def _check_time_left() -> None:
+    left = time_left()
+    if left is not None and left <= 0:
+        raise _DeadlineSpent()
+
+
 # --- Configuration ------------------------------------------------------------------------
 def is_configured() -> bool:
     """True when API calls to Stripe can be made (a secret key is set)."""
@@ -235,13 +323,17 @@ def is_configured() -> bool:
 @functools.lru_cache(maxsize=8)
 def _http_client(timeout: float) -> stripe.HTTPClient:
     # Shared per timeout: RequestsClient keeps one requests.Session per thread, so
-    # connections are reused and the client is thread-safe.
-    return stripe.RequestsClient(timeout=timeout)
+    # connections are reused and the client is thread-safe (the deadline is per context).
+    return _DeadlineRequestsClient(timeout=timeout)
 
 
 def _client() -> stripe.StripeClient:
     if not is_configured():
         raise GatewayNotConfigured()
+    left = time_left()
+    if left is not None and left <= 0:  # nothing is sent: what Stripe holds is as before, unknown to the caller
+        logger.warning("Stripe call not made: the deadline for this request's Stripe calls is spent")
+        raise GatewayError(transient=True)
     base_addresses = None
     if settings.STRIPE_API_BASE:
         base = settings.STRIPE_API_BASE.rstrip("/")
@@ -250,8 +342,8 @@ def _client() -> stripe.StripeClient:
     return stripe.StripeClient(
         api_key=settings.STRIPE_SECRET_KEY,
         base_addresses=base_addresses,
-        max_network_retries=int(getattr(settings, "STRIPE_MAX_NETWORK_RETRIES", DEFAULT_MAX_NETWORK_RETRIES)),
-        http_client=_http_client(float(getattr(settings, "STRIPE_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS))),
+        max_network_retries=int(settings.STRIPE_MAX_NETWORK_RETRIES),
+        http_client=_http_client(float(settings.STRIPE_TIMEOUT_SECONDS)),
     )
 
 

@@ -439,7 +439,10 @@ def _refund_at_stripe(payment: CheckoutPayment, *, busy_ok: bool = False) -> Che
     """
     lease = payment.refund_attempt
     try:
-        return _ask_stripe_to_refund(payment, lease)
+        # All of the attempt's Stripe calls fit in one call's time (within the request's
+        # deadline, if any), so the lease, derived from it, outlasts them.
+        with gateway.deadline(gateway.longest_call_seconds()):
+            return _ask_stripe_to_refund(payment, lease)
     except _LeaseLost as lost:
         current = lost.payment
         logger.warning(

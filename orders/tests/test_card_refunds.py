@@ -5,6 +5,7 @@ Stripe without us refunds the order (or is flagged for staff). Against the fake 
 through the API, the webhook and the management commands."""
 
 import io
+import time
 from decimal import Decimal
 
 import pytest
@@ -225,3 +226,56 @@ def test_a_refund_that_fails_at_stripe_after_we_recorded_it_is_flagged_for_staff
     assert payment.needs_attention and "failed" in payment.attention_reason
     assert payment.refund_status == "SUCCEEDED"  # the books stand until staff decide
     reconcile()
+
+
+# --- One Stripe deadline per request (STRIPE_REQUEST_DEADLINE_SECONDS) -----------------------------
+
+
+@override_settings(STRIPE_TIMEOUT_SECONDS=3, STRIPE_MAX_NETWORK_RETRIES=2, STRIPE_REQUEST_DEADLINE_SECONDS=1)
+def test_a_refund_request_talks_to_a_slow_stripe_no_longer_than_its_deadline_then_the_sweep_settles_it(
+    fake_stripe, paid, merchant, merchant_client, product, reconcile
+):
+    """Stripe makes the refund but answers after 4 s. The request's only try waits for the
+    time left (1 s, not the SDK's 3 s), makes no retry (no time is left for one), and the
+    refund stays visibly in progress with the money held; the sweep then settles it, once."""
+    fake_stripe.stall_next(1, seconds=4)
+
+    started = time.monotonic()
+    error(refund(merchant_client, paid), 502, "GATEWAY_ERROR")
+    took = time.monotonic() - started
+
+    assert 1 <= took < 3  # the deadline (and the request's database work), never the SDK's timeout
+    assert len(fake_stripe.calls("POST", "/v1/refunds")) == 1
+    shown = merchant_client.get(f"{ORDERS}/{paid['id']}").json()
+    assert shown["status"] == "COMPLETED" and shown["refundStatus"] == "PENDING"
+    assert balance(merchant) == D("0.00")
+
+    with override_settings(REFUND_RETRY_AFTER_SECONDS=0):
+        call_command("sweep_stripe_refunds", stdout=io.StringIO())
+
+    shown = merchant_client.get(f"{ORDERS}/{paid['id']}").json()
+    assert shown["status"] == "REFUNDED" and shown["refundStatus"] == "SUCCEEDED"
+    assert len(fake_stripe.refunds) == 1 and len(fake_stripe.calls("POST", "/v1/refunds")) == 2
+    assert balance(merchant) == D("0.00") and clearing() == D("0.00") and stock(product) == 10
+    reconcile()
+
+
+@override_settings(STRIPE_TIMEOUT_SECONDS=3, STRIPE_MAX_NETWORK_RETRIES=0, STRIPE_REQUEST_DEADLINE_SECONDS=1.5)
+def test_every_stripe_call_of_a_request_shares_its_one_deadline(fake_stripe, paid, merchant, merchant_client):
+    """Stripe takes 1 s to refuse the refund, then is slow to list the refunds: the list gets
+    what is left of the request's 1.5 s, not a timeout of its own. Nothing is concluded from
+    the refusal alone: the refund stays in progress, the money held."""
+    fake_stripe.on_next_request("/v1/refunds", lambda: time.sleep(1))
+    fake_stripe.fail_next(1, status=400, message="This charge is disputed.", path="/v1/refunds")
+    fake_stripe.stall_next(1, seconds=0)  # the refusal is answered as soon as it is made,
+    fake_stripe.stall_next(1, seconds=5)  # the list after 5 s
+
+    started = time.monotonic()
+    error(refund(merchant_client, paid), 502, "GATEWAY_ERROR")
+    took = time.monotonic() - started
+
+    assert 1.5 <= took < 3
+    assert [r.method for r in fake_stripe.calls(path="/v1/refunds")] == ["POST", "GET"]
+    shown = merchant_client.get(f"{ORDERS}/{paid['id']}").json()
+    assert shown["status"] == "COMPLETED" and shown["refundStatus"] == "PENDING"
+    assert balance(merchant) == D("0.00")

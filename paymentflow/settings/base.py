@@ -69,6 +69,8 @@ MIDDLEWARE = [
     # First and last: django-prometheus times everything in between (paymentflow/metrics.py).
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "paymentflow.middleware.RequestIDMiddleware",
+    # From the request's start: all of its Stripe calls end within STRIPE_REQUEST_DEADLINE_SECONDS.
+    "payments.middleware.StripeDeadlineMiddleware",
     # As high as possible (corsheaders' advice), so that refusals carry CORS headers too.
     "corsheaders.middleware.CorsMiddleware",
     # Before anything that reads the Host header or the query string (see its docstring).
@@ -353,6 +355,10 @@ STRIPE_TIMEOUT_SECONDS = env_seconds("STRIPE_TIMEOUT_SECONDS", 10)
 STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
 if STRIPE_MAX_NETWORK_RETRIES < 0:
     raise ImproperlyConfigured(f"STRIPE_MAX_NETWORK_RETRIES must be 0 or more, got {STRIPE_MAX_NETWORK_RETRIES}.")
+# All the Stripe calls of one API request end within this (payments.middleware): below
+# gunicorn's worker timeout (gunicorn.conf.py) and HAProxy's server timeout (docs/ARCHITECTURE.md,
+# "Operations: timeouts"; paymentflow/tests/test_timeouts.py checks the order).
+STRIPE_REQUEST_DEADLINE_SECONDS = env_seconds("STRIPE_REQUEST_DEADLINE_SECONDS", 12)
 # How long one card refund attempt holds its payment (the refund lease): derived from the two
 # above (paymentflow/timeouts.py); a longer one may be set, a shorter one is refused.
 _configured_lease = env_seconds("REFUND_LEASE_SECONDS", 1) if env("REFUND_LEASE_SECONDS") else None

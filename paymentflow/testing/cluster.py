@@ -263,7 +263,7 @@ class Gunicorn(_Process):
     def command(self) -> list[str]:
         command = [sys.executable, "-m", "gunicorn", "paymentflow.wsgi", "--bind", self.address]
         command += ["--workers", str(self.workers), "--worker-class", self.worker_class]
-        command += ["--timeout", "30", "--graceful-timeout", "5"]
+        command += ["--graceful-timeout", "5"]  # the worker timeout is gunicorn.conf.py's
         if self.worker_class == "gthread":
             command += ["--threads", str(self.threads), "--keep-alive", "5"]
         return command
@@ -316,6 +316,8 @@ http {{
             # Never send a request that reached one instance to another: a POST moves money.
             proxy_next_upstream off;
             proxy_buffering off;
+            # Above gunicorn's worker timeout (the timeout chain: docs/ARCHITECTURE.md).
+            proxy_read_timeout 60s;
         }}
     }}
 }}

@@ -1,7 +1,9 @@
 """The timeout chain: how long talking to Stripe may take, and what must outlast it
 (paymentflow/timeouts.py; docs/ARCHITECTURE.md, "Operations: timeouts")."""
 
+import ast
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import stripe
+import yaml
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
@@ -77,3 +80,48 @@ def test_a_lease_is_held_for_refund_lease_and_no_longer():
     started = payment.refund_attempt_started_at
     assert services._lease_is_held(payment, started + services.refund_lease() - timedelta(seconds=1))
     assert not services._lease_is_held(payment, started + services.refund_lease())
+
+
+# --- One request: its Stripe deadline < gunicorn's worker timeout < the balancer's ----------------
+
+
+def _gunicorn_timeout() -> float:
+    """`timeout = N` of gunicorn.conf.py, as gunicorn reads it (no command line overrides it)."""
+    config = ast.parse((ROOT / "gunicorn.conf.py").read_text())
+    (value,) = [
+        node.value.value
+        for node in config.body
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["timeout"]
+    ]
+    return float(value)
+
+
+def _seconds(pattern: str, text: str) -> float:
+    (value,) = re.findall(pattern, text)
+    return float(value)
+
+
+def test_a_requests_stripe_deadline_ends_before_gunicorn_kills_its_worker_and_the_balancer_gives_up():
+    deadline = settings.STRIPE_REQUEST_DEADLINE_SECONDS
+    gunicorn = _gunicorn_timeout()
+    haproxy = _seconds(r"\n\s*timeout server (\d+)s", (ROOT / "deploy/haproxy/haproxy.cfg").read_text())
+    cluster = (ROOT / "paymentflow/testing/cluster.py").read_text()
+    nginx = _seconds(r"proxy_read_timeout (\d+)s;", cluster)
+    # No command line overrides gunicorn.conf.py's timeout: not docker-compose's, not the test cluster's.
+    web = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["web"]["command"]
+    assert "--timeout" not in web and "-t" not in web and '"--timeout"' not in cluster
+
+    # requests waits up to the time left to connect, and again to read: twice the deadline at
+    # worst, plus the request's database work (lock waits of 5 s: PURCHASE_LOCK_TIMEOUT_MS).
+    assert 2 * deadline + 5 <= gunicorn
+    assert gunicorn < haproxy and gunicorn < nginx
+    assert deadline == 12 and (gunicorn, haproxy, nginx) == (30, 60, 60)  # what the documents say
+
+
+def test_the_deadline_starts_with_the_request():
+    """Early in the chain, so that it counts from the request's start (the API tests through
+    a slow fake Stripe: orders/tests/test_card_refunds.py, "One Stripe deadline per request")."""
+    middleware = settings.MIDDLEWARE
+    assert middleware.index("payments.middleware.StripeDeadlineMiddleware") == (
+        middleware.index("paymentflow.middleware.RequestIDMiddleware") + 1
+    )

@@ -258,6 +258,41 @@ class TestFailures:
         assert create(expires_at=expires_at).id == created
         assert len(fake_stripe.sessions) == 1
 
+    @override_settings(STRIPE_TIMEOUT_SECONDS=5, STRIPE_MAX_NETWORK_RETRIES=2)
+    def test_a_call_under_a_deadline_waits_only_for_the_time_left_and_retries_only_within_it(self, fake_stripe):
+        fake_stripe.stall_next(3, seconds=2.0)
+        started = time.monotonic()
+        with gateway.deadline(0.6), pytest.raises(GatewayError) as caught:
+            gateway.retrieve_payment_intent(payment_intent_id="pi_test_nope")
+        assert caught.value.transient
+        assert time.monotonic() - started < 1.5  # not 3 tries of 5 s
+        assert len(fake_stripe.calls("GET")) == 1  # after the first try no time was left for a second
+
+    @override_settings(STRIPE_TIMEOUT_SECONDS=5, STRIPE_MAX_NETWORK_RETRIES=2)
+    def test_a_retry_that_still_fits_in_the_deadline_is_made(self, fake_stripe):
+        fake_stripe.fail_next(1, status=500)
+        with gateway.deadline(5):
+            create()
+        assert len(fake_stripe.calls("POST", "/v1/checkout/sessions")) == 2
+
+    def test_once_the_deadline_is_spent_no_call_is_made_and_its_outcome_is_unknown(self, fake_stripe):
+        with gateway.deadline(0.05):
+            time.sleep(0.1)
+            with pytest.raises(GatewayError) as caught:
+                create()
+            with pytest.raises(GatewayError):
+                gateway.expire_checkout_session(session_id="cs_test_nope")
+        assert caught.value.transient and fake_stripe.requests == []
+
+    def test_deadlines_nest_and_the_sooner_one_wins(self):
+        assert gateway.time_left() is None
+        with gateway.deadline(60):
+            with gateway.deadline(1):
+                assert gateway.time_left() <= 1
+            with gateway.deadline(600):
+                assert 59 < gateway.time_left() <= 60
+        assert gateway.time_left() is None
+
     def test_a_wrong_api_key_is_a_gateway_error(self, fake_stripe):
         with override_settings(STRIPE_SECRET_KEY="sk_test_wrong"), pytest.raises(GatewayError) as caught:
             create()
