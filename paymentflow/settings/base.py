@@ -444,5 +444,8 @@ LOGGING = {
         # Our handler already logs unhandled errors once, with the request id.
         "django.request": {"level": "ERROR", "handlers": ["console"], "propagate": False},
         "django.db.backends": {"level": "WARNING"},
+        # The worker's scheduler logs two INFO lines per job run ("Running job", "executed
+        # successfully"); our own outcome line (paymentflow.jobs) says what the run did.
+        "apscheduler": {"level": "WARNING"},
     },
 }

@@ -70,3 +70,12 @@ def test_an_unhandled_error_is_logged_once_with_its_request_id(buyer_client, con
     errors = [line for line in console.getvalue().splitlines() if " ERROR " in line]
     assert len(errors) == 1, console.getvalue()
     assert "[req-logged-once]" in errors[0]
+
+
+def test_apscheduler_ticks_are_quiet_and_our_job_outcomes_stay_at_info(settings):
+    """The worker's log at INFO is not flooded by apscheduler's per-tick lines ("Running
+    job ...", "Job ... executed successfully"), while our own job outcome lines remain."""
+    assert settings.LOGGING["loggers"]["apscheduler"]["level"] == "WARNING"
+    assert not logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.INFO)
+    assert logging.getLogger("apscheduler").isEnabledFor(logging.WARNING)
+    assert logging.getLogger("paymentflow.jobs").isEnabledFor(logging.INFO)
