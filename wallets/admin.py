@@ -16,6 +16,7 @@ from paymentflow.admin import ReadOnlyAdminMixin
 from paymentflow.api.exceptions import ApplicationError
 from wallets import services
 from wallets.models import ZERO, JournalEntry, LedgerEntry, TopUp, Wallet
+from wallets.selectors import money
 
 RECENT_LEGS = 20
 LEG_FIELDS = ["created_at", "type", "delta", "balance_before", "balance_after", "sequence", "journal"]
@@ -107,7 +108,7 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Balance", ordering="shown_balance")
     def ledger_balance(self, obj):
-        return obj.shown_balance
+        return money(obj.shown_balance)
 
     def has_lock_permission(self, request):
         return request.user.has_perm("wallets.change_wallet")

@@ -8,8 +8,10 @@ from accounts.models import User
 from wallets.models import LedgerEntry, SystemAccount, TopUp, Wallet
 
 
-def _money(value) -> Decimal:
-    # SQLite's SUM comes back without the column's scale ("-1000"); show it as money.
+def money(value) -> Decimal:
+    """An amount read back from the database, as money (two places). SQLite returns sums
+    and annotations without the column's scale ("-1000", "-120.400000000000"); the API
+    and the back office both show balances through this."""
     return (value or Decimal("0")).quantize(Decimal("0.01"))
 
 
@@ -28,7 +30,7 @@ def wallet_balance(*, wallet: Wallet) -> Decimal:
     system account (which keeps no running balance, so it is never a hot row)."""
     if not wallet.is_system:
         return wallet.balance
-    return _money(wallet.entries.aggregate(total=Sum("delta"))["total"])
+    return money(wallet.entries.aggregate(total=Sum("delta"))["total"])
 
 
 def system_wallet_balances() -> dict[str, Decimal]:
@@ -40,7 +42,7 @@ def system_wallet_balances() -> dict[str, Decimal]:
         .order_by()
     )
     balances = {code.value: Decimal("0.00") for code in SystemAccount}
-    balances.update({row["wallet__code"]: _money(row["total"]) for row in rows})
+    balances.update({row["wallet__code"]: money(row["total"]) for row in rows})
     return balances
 
 

@@ -9,6 +9,7 @@ pytest-django's database nor PostgreSQL.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 # Runs with django.setup() in the subprocess; prints one JSON line for the test to check.
 SCENARIO = r"""
 import json
+import re
 
 import django
 
@@ -201,3 +203,45 @@ def _embedded_env(database: Path, **extra) -> dict:
         **extra,
     )
     return env
+
+
+# The back office's wallet list after deposits with cents: a system account's balance is a
+# sum of its legs, which SQLite returns as a float's digits ("-120.400000000000"), and the
+# annotated user balance comes back likewise.
+ADMIN_BALANCE_SCENARIO = (
+    SCENARIO.split("buyer = register")[0]
+    + r"""
+from django.contrib.admin.sites import site
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import User
+from wallets.models import Wallet
+
+buyer = register("buyer@example.com", "USER")
+merchant = register("merchant@example.com", "MERCHANT")
+call(buyer, "post", "/wallet/deposit", {"amount": "100.30"})
+call(merchant, "post", "/wallet/deposit", {"amount": "20.10"})
+admin = site._registry[Wallet]
+shown = {str(w.code or w.user): str(admin.ledger_balance(w)) for w in admin.get_queryset(None)}
+staff = User.objects.create_superuser(email="staff@example.com", password=PASSWORD)
+client = Client()
+client.force_login(staff)
+page = client.get(reverse("admin:wallets_wallet_changelist"))
+print(json.dumps({"shown": shown, "page": page.content.decode()}))
+"""
+)
+
+
+def test_the_back_office_shows_balances_with_two_decimals_on_embedded_sqlite(tmp_path):
+    database = tmp_path / "db.sqlite3"
+    env = _embedded_env(database)
+    _run(["manage.py", "migrate", "--noinput"], env)
+    result = json.loads(_run(["-c", ADMIN_BALANCE_SCENARIO], env).strip().splitlines()[-1])
+
+    shown = result["shown"]
+    assert shown["buyer@example.com"] == "100.30" and shown["merchant@example.com"] == "20.10", shown
+    assert shown["external:deposits"] == "-120.40", shown
+    for name, value in shown.items():
+        assert re.fullmatch(r"-?\d+\.\d\d", value), (name, value)
+    assert ">-120.40<" in result["page"] and ">100.30<" in result["page"] and ".300000" not in result["page"]
