@@ -32,6 +32,7 @@ FIELDS = [
     "refund_state",
     "failure_reason",
     "refund_reason",
+    "refunded_by",
     "completed_at",
     "cancelled_at",
     "refunded_at",
@@ -122,13 +123,19 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return TemplateResponse(request, "admin/orders/order/refund_confirmation.html", context)
 
     def _refund(self, request, orders, *, reason: str) -> None:
+        """Each refund names the staff member: `refunded_by`, and the admin's history."""
         done = 0
         for order in orders:
             try:
-                services.order_refund(order_id=order.pk, merchant=order.merchant, reason=reason)
+                services.order_refund(
+                    order_id=order.pk, merchant=order.merchant, reason=reason, staff_user=request.user
+                )
             except ApplicationError as exc:
                 self.message_user(request, refusal_message(order, exc), messages.ERROR)
+                if Order.objects.filter(pk=order.pk, refunded_by=request.user).exists():  # begun, not finished
+                    self.log_change(request, order, f"Card refund begun ({exc.message}). Reason: {reason}")
             else:
                 done += 1
+                self.log_change(request, order, f"Refunded. Reason: {reason}")
         if done:
             self.message_user(request, f"Refunded {done} order(s).", messages.SUCCESS)

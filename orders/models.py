@@ -72,6 +72,11 @@ class Order(models.Model):
 
     failure_reason = models.CharField(max_length=500, null=True, blank=True)
     refund_reason = models.CharField(max_length=500, null=True, blank=True)
+    # The staff member who refunded it (or began its card refund) from the back office;
+    # null when the merchant refunded it through the API.
+    refunded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
     completed_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     refunded_at = models.DateTimeField(null=True, blank=True)

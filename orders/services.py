@@ -429,13 +429,14 @@ def order_cancel(*, order_id, buyer: User) -> Order:
 # --- refunds ------------------------------------------------------------------------------
 
 
-def order_refund(*, order_id, merchant: User, reason: str = "") -> Order:
+def order_refund(*, order_id, merchant: User, reason: str = "", staff_user: User | None = None) -> Order:
     """`POST /orders/{id}/refund` by the order's merchant (its buyer: 403; anyone else: 404).
 
     WALLET: one transaction (merchant -> buyer REFUND, stock back, REFUNDED). GATEWAY: a
     Stripe refund of the card payment (`payments.payment_refund`: the merchant's revenue
     held first; the order REFUNDED once Stripe confirms; an unknown outcome is 502 and
     leaves the refund in progress). Not COMPLETED: 409 ORDER_NOT_REFUNDABLE.
+    `staff_user`: the back office's refund on the merchant's behalf, recorded as `refunded_by`.
     """
     order = _visible_order(order_id=order_id, user=merchant)
     if order.merchant_id != merchant.pk:
@@ -443,16 +444,21 @@ def order_refund(*, order_id, merchant: User, reason: str = "") -> Order:
     if order.status != Status.COMPLETED:
         raise OrderNotRefundable()
     if order.payment_method == Method.WALLET:
-        return _refund_wallet(order_id=order.pk, reason=_reason(reason))
+        return _refund_wallet(order_id=order.pk, reason=_reason(reason), staff_user=staff_user)
     try:
         payments.payment_refund(payment_id=order.payment_id, reason=_reason(reason))
     except PaymentNotRefundable as exc:
         raise OrderNotRefundable(exc.message) from exc
+    finally:
+        if staff_user is not None:  # once a refund was begun (money held), whatever Stripe answered
+            Order.objects.filter(pk=order.pk, refunded_by=None, payment__refund_status__isnull=False).update(
+                refunded_by=staff_user
+            )
     return Order.objects.select_related("product", "payment").get(pk=order.pk)
 
 
 @atomic_with_retry
-def _refund_wallet(*, order_id, reason: str) -> Order:
+def _refund_wallet(*, order_id, reason: str, staff_user: User | None = None) -> Order:
     order = _lock_order(order_id)
     if order.status != Status.COMPLETED:
         raise OrderNotRefundable()
@@ -469,4 +475,4 @@ def _refund_wallet(*, order_id, reason: str) -> Order:
         reference_id=str(order.pk),
         description=f"Refund of order {order.pk}"[:255],
     )
-    return _transition(order, Status.REFUNDED, refund_reason=reason or None)
+    return _transition(order, Status.REFUNDED, refund_reason=reason or None, refunded_by=staff_user)

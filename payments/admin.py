@@ -29,6 +29,7 @@ FIELDS = [
     "refunded_at",
     "needs_attention",
     "attention_reason",
+    "settled_by",
     "created_at",
     "updated_at",
 ]
@@ -54,13 +55,15 @@ class CheckoutPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         settled = 0
         for payment in queryset.order_by("created_at"):
             try:
-                payment = services.payment_settle_flagged(payment_id=payment.pk)
+                payment = services.payment_settle_flagged(payment_id=payment.pk, staff_user=request.user)
             except ApplicationError as exc:
                 self.message_user(request, f"Payment {payment.pk}: {exc.message}", messages.ERROR)
                 continue
-            if payment.needs_attention:
+            if payment.needs_attention:  # tried, not settled: the history says who tried
                 self.message_user(request, f"Payment {payment.pk}: {payment.attention_reason}", messages.WARNING)
+                self.log_change(request, payment, f"Settle tried; still flagged: {payment.attention_reason}")
             else:
                 settled += 1
+                self.log_change(request, payment, f"Settled (refund {payment.get_refund_status_display()}).")
         if settled:
             self.message_user(request, f"{settled} payment(s) settled.", messages.SUCCESS)

@@ -78,6 +78,10 @@ class CheckoutPayment(models.Model):
     refunded_at = models.DateTimeField(null=True, blank=True)
     needs_attention = models.BooleanField(default=False)
     attention_reason = models.CharField(max_length=500, blank=True, default="")
+    # The staff member whose "settle" (back office) cleared the flag.
+    settled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

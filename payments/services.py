@@ -651,10 +651,16 @@ def payment_claim_lost_session(*, line: CheckoutLine, session: gateway.CheckoutS
     return outcome
 
 
-def payment_settle_flagged(*, payment_id) -> CheckoutPayment:
+def payment_settle_flagged(*, payment_id, staff_user=None) -> CheckoutPayment:
     """Staff's "settle": a refund in progress is made again; otherwise Stripe is asked what
-    it refunded and that is applied. Clears the flag when it settles."""
+    it refunded and that is applied. Clears the flag when it settles, naming `staff_user`
+    (`settled_by`)."""
     payment = CheckoutPayment.objects.get(pk=payment_id)
     if payment.refund_in_progress:
-        return payment_refund_resume(payment_id=payment_id)
-    return payment_refund_sync(payment_id=payment_id)
+        payment = payment_refund_resume(payment_id=payment_id)
+    else:
+        payment = payment_refund_sync(payment_id=payment_id)
+    if staff_user is not None and not payment.needs_attention:
+        CheckoutPayment.objects.filter(pk=payment_id).update(settled_by=staff_user)
+        payment.settled_by = staff_user
+    return payment

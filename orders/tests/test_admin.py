@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.urls import reverse
 
 from orders import services
@@ -106,3 +107,25 @@ def test_refund_action_says_whose_wallet_refused(staff_client, buyer, funded_buy
     (message,) = [str(m) for m in response.context["messages"]]
     assert f"the buyer's wallet ({buyer.email})" in message
     assert Order.objects.get(pk=order.pk).status == "COMPLETED"
+
+
+def test_an_admin_refund_records_the_staff_member_and_a_log_entry_with_the_reason(
+    staff_client, staff, buyer, funded_buyer_wallet, product, merchant, reconcile
+):
+    """Who refunded from the back office: the order's `refunded_by` and the admin's history
+    (LogEntry) with the reason; a refund the merchant makes through the API names nobody."""
+    order = services.order_purchase_with_wallet(buyer=buyer, product_id=product.pk)
+    by_merchant = services.order_purchase_with_wallet(buyer=buyer, product_id=product.pk)
+    services.order_refund(order_id=by_merchant.pk, merchant=merchant, reason="merchant's own")
+    selected = {"action": "refund_orders", "_selected_action": [str(order.pk)], "confirm": "yes"}
+
+    staff_client.post(CHANGELIST, {**selected, "reason": "Damaged in transit"}, follow=True)
+
+    order.refresh_from_db()
+    assert order.status == "REFUNDED" and order.refunded_by == staff
+    (entry,) = LogEntry.objects.filter(object_id=str(order.pk))
+    assert entry.user == staff and entry.action_flag == CHANGE
+    assert entry.content_type.model_class() is Order and "Damaged in transit" in entry.get_change_message()
+    assert Order.objects.get(pk=by_merchant.pk).refunded_by is None
+    assert not LogEntry.objects.filter(object_id=str(by_merchant.pk)).exists()
+    reconcile()

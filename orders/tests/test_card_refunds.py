@@ -9,6 +9,7 @@ import time
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
@@ -279,3 +280,36 @@ def test_every_stripe_call_of_a_request_shares_its_one_deadline(fake_stripe, pai
     shown = merchant_client.get(f"{ORDERS}/{paid['id']}").json()
     assert shown["status"] == "COMPLETED" and shown["refundStatus"] == "PENDING"
     assert balance(merchant) == D("0.00")
+
+
+def test_staff_refund_and_settle_from_the_back_office_are_attributed(
+    fake_stripe, paid, buyer_client, merchant, product, staff, client, reconcile
+):
+    """A card order refunded from the orders admin names the staff member on the order and
+    in the admin history; so does the payments admin's "settle" on the card payment."""
+    client.force_login(staff)
+    selected = {"action": "refund_orders", "_selected_action": [paid["id"]], "confirm": "yes", "reason": "Lost parcel"}
+    client.post("/admin/orders/order/", selected, follow=True)
+
+    order = Order.objects.get(pk=paid["id"])
+    assert order.status == "REFUNDED" and order.refunded_by == staff
+    (entry,) = LogEntry.objects.filter(object_id=str(order.pk))
+    assert (entry.user, entry.action_flag) == (staff, CHANGE) and "Lost parcel" in entry.get_change_message()
+
+    # A second paid order, refunded in Stripe's dashboard while the merchant is short: flagged.
+    other = card_order(buyer_client, product, quantity=1)
+    session = pay_by_card(fake_stripe, other)
+    wallet_withdraw(wallet=Wallet.objects.get(user=merchant), amount=balance(merchant))
+    fake_stripe.refund_in_dashboard(session["payment_intent"])
+    deliver(fake_stripe, fake_stripe.charge_event("charge.refunded", session["payment_intent"]))
+    payment = Order.objects.get(pk=other["id"]).payment
+    assert payment.needs_attention
+    wallet_deposit(wallet=Wallet.objects.get(user=merchant), amount=D("20.00"))
+
+    client.post("/admin/payments/checkoutpayment/", {"action": "settle", "_selected_action": [payment.pk]}, follow=True)
+
+    payment.refresh_from_db()
+    assert not payment.needs_attention and payment.settled_by == staff
+    (entry,) = LogEntry.objects.filter(object_id=str(payment.pk))
+    assert (entry.user, entry.action_flag) == (staff, CHANGE) and "Settled" in entry.get_change_message()
+    reconcile()
