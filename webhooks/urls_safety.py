@@ -5,7 +5,10 @@ servers talk to our own network, the cloud's metadata service, or the loopback.)
 connect to, or raises `UnsafeWebhookUrl` saying why. It runs at registration and again
 before every attempt (DNS may have changed since), and the delivery connects to the very
 address that was checked, so a name cannot resolve to a public address for the check and
-to an internal one for the connection (DNS rebinding).
+to an internal one for the connection (DNS rebinding). Resolving is bounded by
+WEBHOOK_DNS_TIMEOUT_SECONDS (a slow resolver must not hang a request or a worker), and a
+refusal says what kind of address a name points to, never the address (that would map
+our network for whoever asks).
 
 Refused unless `WEBHOOK_ALLOW_PRIVATE_URLS` (tests and local work only): plain `http://`,
 and any address that is not globally routable — loopback, private ranges, link-local
@@ -18,6 +21,8 @@ since 2020), hence these few lines on `ipaddress`.
 
 import ipaddress
 import socket
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,6 +30,10 @@ from django.conf import settings
 
 MAX_URL_LENGTH = 2000
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# getaddrinfo cannot be interrupted: it runs on these threads and the caller stops waiting
+# after WEBHOOK_DNS_TIMEOUT_SECONDS. A few, so hung lookups cannot pile up threads (a
+# lookup queued behind them times out the same way).
+_RESOLVERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
 
 
 class UnsafeWebhookUrl(Exception):
@@ -60,16 +69,17 @@ def check_webhook_url(url: str) -> WebhookTarget:
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
         raise UnsafeWebhookUrl("The URL must not contain spaces or control characters.")
     port = port or (443 if parts.scheme == "https" else 80)
-    addresses = _resolve(parts.hostname, port)
+    host = parts.hostname
+    addresses = _resolve(host, port)
     if not allow_private:
         for address in addresses:
             reason = internal_address_reason(address)
-            if reason:
-                raise UnsafeWebhookUrl(f"The URL's host resolves to {reason} ({address}); it must be public.")
+            if reason:  # the kind, not the address: never show our network's addresses
+                raise UnsafeWebhookUrl(f"The URL's host resolves to {reason}; it must be public.")
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
-    return WebhookTarget(scheme=parts.scheme, host=parts.hostname, port=port, path=path, address=str(addresses[0]))
+    return WebhookTarget(scheme=parts.scheme, host=host, port=port, path=path, address=str(addresses[0]))
 
 
 def _resolve(host: str, port: int) -> list:
@@ -77,8 +87,12 @@ def _resolve(host: str, port: int) -> list:
         return [ipaddress.ip_address(host)]  # a literal address: no DNS
     except ValueError:
         pass
+    lookup = _RESOLVERS.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = lookup.result(timeout=settings.WEBHOOK_DNS_TIMEOUT_SECONDS)
+    except FutureTimeout as exc:
+        lookup.cancel()  # if still queued; a lookup already running ends on its own
+        raise UnsafeWebhookUrl(f"The URL's host {host!r} could not be resolved in time.") from exc
     except (OSError, UnicodeError) as exc:
         raise UnsafeWebhookUrl(f"The URL's host {host!r} could not be resolved.") from exc
     addresses = []

@@ -1,7 +1,11 @@
 """SSRF: which webhook URLs we refuse to call, at registration and again at delivery."""
 
+import socket
+import time
+
 import pytest
 
+from paymentflow.testing.assertions import assert_error
 from webhooks.urls_safety import UnsafeWebhookUrl, check_webhook_url
 
 INTERNAL = [
@@ -68,3 +72,66 @@ def test_the_operator_flag_allows_http_and_internal_addresses(settings):
     settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
     target = check_webhook_url("http://localhost:8080/hook")
     assert target.address in ("127.0.0.1", "::1") and target.host == "localhost" and target.port == 8080
+
+
+def fake_resolver(monkeypatch, answers: dict, *, delay: float = 0.0):
+    """socket.getaddrinfo (outside the project) answering `answers` {host: address}, after
+    `delay` seconds; every host it is asked about is recorded."""
+    asked = []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        asked.append(host)
+        time.sleep(delay)
+        if host not in answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        address = answers[host]
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+def test_a_slow_resolver_is_bounded_and_refused_as_unresolvable(monkeypatch, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    settings.WEBHOOK_DNS_TIMEOUT_SECONDS = 0.5
+    fake_resolver(monkeypatch, {"slow.example": "93.184.215.14"}, delay=2)
+    began = time.monotonic()
+    with pytest.raises(UnsafeWebhookUrl, match="could not be resolved"):
+        check_webhook_url("https://slow.example/hook")
+    assert time.monotonic() - began < 1.5
+
+
+def test_a_slow_resolver_does_not_hang_the_registration(monkeypatch, settings, merchant_client):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    settings.WEBHOOK_DNS_TIMEOUT_SECONDS = 0.5
+    fake_resolver(monkeypatch, {"slow.example": "93.184.215.14"}, delay=2)
+    began = time.monotonic()
+    response = merchant_client.post("/api/v1/webhook-endpoints", {"url": "https://slow.example/hook"})
+    assert time.monotonic() - began < 1.5
+    body = assert_error(response, 400, "WEBHOOK_URL_NOT_ALLOWED")
+    assert "could not be resolved" in body["message"]
+
+
+@pytest.mark.parametrize(
+    "host, address, kind",
+    [
+        ("intranet.example", "10.20.30.40", "a private address"),
+        ("metadata.example", "169.254.169.254", "a link-local address"),
+        ("loop.example", "127.0.0.1", "the loopback"),
+        ("mapped.example", "::ffff:10.9.8.7", "a private address inside an IPv6 address"),
+    ],
+)
+def test_a_refusal_never_shows_the_addresses_the_name_resolved_to(
+    monkeypatch, settings, merchant_client, host, address, kind
+):
+    """Saying what kind of address is enough; the address itself would map our network."""
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    fake_resolver(monkeypatch, {host: address})
+    with pytest.raises(UnsafeWebhookUrl) as refused:
+        check_webhook_url(f"https://{host}/hook")
+    assert kind in str(refused.value) and "must be public" in str(refused.value)
+    assert address not in str(refused.value) and address.split(":")[-1] not in str(refused.value)
+    response = merchant_client.post("/api/v1/webhook-endpoints", {"url": f"https://{host}/hook"})
+    assert_error(response, 400, "WEBHOOK_URL_NOT_ALLOWED")
+    assert address.split(":")[-1].encode() not in response.content
