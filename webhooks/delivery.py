@@ -6,26 +6,33 @@ One attempt (`webhook_delivery_attempt`, run by the `deliver_webhook` task):
 1. Claim: one conditional UPDATE takes a lease (`locked_until`) on a PENDING delivery that
    is due and not leased, and counts the attempt. Two workers cannot both match the row,
    so one event is never sent by two workers at the same moment.
-2. No transaction, no lock: check the URL again (SSRF; DNS may have changed), sign
-   (Standard Webhooks: the same `webhook-id` on every attempt, a fresh timestamp), POST to
-   the checked address with a 10 s timeout, redirects not followed, at most a short
-   excerpt of the answer read.
+2. No transaction, no lock: check the URL again (SSRF; DNS may have changed, resolving
+   bounded by WEBHOOK_DNS_TIMEOUT_SECONDS), sign (Standard Webhooks: the same `webhook-id`
+   on every attempt, a fresh timestamp), POST to the checked address, redirects not
+   followed, at most a short excerpt of the answer read, all within WEBHOOK_TIMEOUT_SECONDS
+   of wall-clock time (`_Deadline`: a receiver dripping its answer a byte at a time is cut
+   off).
 3. Record, only if no later attempt has begun (`attempts` is the fencing token): 2xx →
    SUCCEEDED; otherwise the next attempt after WEBHOOK_RETRY_SCHEDULE[n], its task
    enqueued in the same transaction, or FAILED after the last. An endpoint whose every
    attempt has failed for WEBHOOK_DISABLE_AFTER_HOURS is disabled, with the reason.
 
-A worker killed during step 2 leaves the lease to expire (WEBHOOK_LEASE_SECONDS); the
+A worker killed during step 2 leaves the lease to expire (`lease_seconds()`); the
 `kick_due_webhook_deliveries` job (every 30 s) then enqueues the attempt again, as it does
 for a delivery whose first kick was lost. Delivery is therefore at least once; receivers
 deduplicate on `webhook-id`.
 """
 
+import contextlib
+import http.client
 import logging
+import socket
+import ssl
+import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-import urllib3
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -44,6 +51,17 @@ USER_AGENT = "PaymentFlow-Webhooks/1"
 #: A due delivery still unclaimed this long after it fell due has lost its kick.
 KICK_GRACE = timedelta(seconds=15)
 KICK_BATCH = 500
+#: What the lease keeps beyond the longest an attempt may take (the lookup and the
+#: deadline): recording the outcome, a slow database, clocks.
+LEASE_MARGIN_SECONDS = 5
+
+
+def lease_seconds() -> float:
+    """How long a claimed attempt is ours: WEBHOOK_LEASE_SECONDS, but never less than the
+    longest an attempt may take plus a margin, so no other worker sends the same delivery
+    again while this one is still sending it (the one place this is computed)."""
+    longest = settings.WEBHOOK_DNS_TIMEOUT_SECONDS + settings.WEBHOOK_TIMEOUT_SECONDS
+    return max(settings.WEBHOOK_LEASE_SECONDS, longest + LEASE_MARGIN_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -73,7 +91,7 @@ def webhook_delivery_attempt(*, delivery_id) -> str:
         result = _post(target, delivery=delivery, secret=endpoint.secret)
     except UnsafeWebhookUrl as exc:
         result = AttemptResult(error=str(exc))
-    except urllib3.exceptions.HTTPError as exc:  # timeouts, refused connections, TLS failures
+    except (OSError, http.client.HTTPException) as exc:  # timeouts, the deadline, refused connections, TLS
         result = AttemptResult(error=_describe(exc))
     _record(delivery, result)
     outcome = f"attempt {delivery.attempts}: {result.status_code or result.error}"
@@ -87,7 +105,7 @@ def _claim(delivery_id) -> WebhookDelivery | None:
         WebhookDelivery.objects.filter(pk=delivery_id, status=Status.PENDING, next_attempt_at__lte=now)
         .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
         .update(
-            locked_until=now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS),
+            locked_until=now + timedelta(seconds=lease_seconds()),
             attempts=F("attempts") + 1,
             updated_at=now,
         )
@@ -95,6 +113,56 @@ def _claim(delivery_id) -> WebhookDelivery | None:
     if not claimed:
         return None
     return WebhookDelivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
+
+
+class _Deadline:
+    """One attempt's wall clock (WEBHOOK_TIMEOUT_SECONDS for connect, TLS, send and the
+    answer's excerpt). A socket timeout bounds each read, not their sum: a receiver sending
+    a byte every 9 s would hold the worker for ever. So each step gets the time left, and a
+    timer shuts the socket down at the deadline, which ends any read or write in progress."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._ends = time.monotonic() + seconds
+        self._socket = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def left(self) -> float:
+        left = self._ends - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            raise TimeoutError("the attempt's deadline passed")
+        return left
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socket = sock
+            if self.expired:
+                self._shutdown()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._socket is not None:  # the plain socket's shutdown: an SSLSocket's would drop its TLS state
+            with contextlib.suppress(OSError):  # under the reader; already closed is fine
+                socket.socket.shutdown(self._socket, socket.SHUT_RDWR)
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+        with self._lock:
+            sock, self._socket = self._socket, None
+        if sock is not None:
+            sock.close()
 
 
 def _post(target: WebhookTarget, *, delivery: WebhookDelivery, secret: str) -> AttemptResult:
@@ -108,35 +176,36 @@ def _post(target: WebhookTarget, *, delivery: WebhookDelivery, secret: str) -> A
         "webhook-timestamp": str(int(sent_at.timestamp())),
         "webhook-signature": Webhook(secret).sign(event_id, sent_at, delivery.payload),
     }
-    options = {
-        "port": target.port,
-        "timeout": urllib3.Timeout(total=settings.WEBHOOK_TIMEOUT_SECONDS),  # connecting and the answer
-        "retries": False,
-        "maxsize": 1,
-    }
-    if target.scheme == "https":  # connect to the checked address, verify the certificate of the name
-        pool = urllib3.HTTPSConnectionPool(
-            target.address, server_hostname=target.host, assert_hostname=target.host, **options
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(target.address, **options)
-    try:
-        response = pool.urlopen(
-            "POST",
-            target.path,
-            body=delivery.payload.encode(),
-            headers=headers,
-            redirect=False,
-            assert_same_host=False,
-            preload_content=False,
-        )
+    with _Deadline(settings.WEBHOOK_TIMEOUT_SECONDS) as deadline:
         try:
-            excerpt = response.read(EXCERPT_BYTES, decode_content=False) or b""
-        finally:
-            response.close()
-        return AttemptResult(status_code=response.status, excerpt=excerpt.decode("utf-8", "replace"))
-    finally:
-        pool.close()
+            sock = _connect(target, deadline)
+            connection = http.client.HTTPConnection(target.address, target.port, timeout=deadline.left())
+            connection.sock = sock  # the checked address, already connected (and TLS-verified)
+            connection.request("POST", target.path, body=delivery.payload.encode(), headers=headers)
+            sock.settimeout(deadline.left())
+            response = connection.getresponse()  # redirects are answers: never followed
+            sock.settimeout(deadline.left())
+            excerpt = response.read(EXCERPT_BYTES) or b""
+            deadline.left()  # an excerpt completed only by the deadline's shutdown is no answer
+        except (OSError, http.client.HTTPException):
+            if deadline.expired:
+                raise TimeoutError("the attempt's deadline passed") from None
+            raise
+    return AttemptResult(status_code=response.status, excerpt=excerpt.decode("utf-8", "replace"))
+
+
+def _connect(target: WebhookTarget, deadline: _Deadline) -> socket.socket:
+    """A connection to the checked address; for https, TLS verified against the URL's host."""
+    sock = socket.create_connection((target.address, target.port), timeout=deadline.left())
+    deadline.watch(sock)
+    if target.scheme != "https":
+        return sock
+    context = ssl.create_default_context()
+    tls = context.wrap_socket(sock, server_hostname=target.host, do_handshake_on_connect=False)
+    deadline.watch(tls)  # `sock` is detached now: the TLS socket holds the connection
+    tls.settimeout(deadline.left())
+    tls.do_handshake()
+    return tls
 
 
 def _host_header(target: WebhookTarget) -> str:
@@ -146,13 +215,14 @@ def _host_header(target: WebhookTarget) -> str:
 
 
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):  # (a subclass of the timeout error)
-        return "Could not connect."
-    if isinstance(exc, urllib3.exceptions.TimeoutError):
+    """A failed attempt's reason, short and fit for the merchant (no internals)."""
+    if isinstance(exc, TimeoutError):  # socket.timeout too
         return f"No answer within {settings.WEBHOOK_TIMEOUT_SECONDS} s."
-    if isinstance(exc, urllib3.exceptions.SSLError):
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return "TLS failed (certificate or handshake)."
-    return "Could not connect."
+    if isinstance(exc, OSError):
+        return "Could not connect."
+    return "The answer was not valid HTTP."
 
 
 def _record(delivery: WebhookDelivery, result: AttemptResult, *, final: bool = False) -> None:

@@ -414,9 +414,9 @@ WEBHOOK_RETRY_SCHEDULE = env_seconds_list("WEBHOOK_RETRY_SCHEDULE", "5,30,120,60
 #: 1 lets endpoints be plain http:// and point at internal addresses (tests, local work).
 WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
 #: One attempt's whole wall-clock budget: connect, TLS, send and read the answer's excerpt.
-WEBHOOK_TIMEOUT_SECONDS = 10
+WEBHOOK_TIMEOUT_SECONDS = env_seconds("WEBHOOK_TIMEOUT_SECONDS", 10)
 #: Resolving an endpoint's host (at registration and before each attempt) waits this long.
-WEBHOOK_DNS_TIMEOUT_SECONDS = 5
+WEBHOOK_DNS_TIMEOUT_SECONDS = env_seconds("WEBHOOK_DNS_TIMEOUT_SECONDS", 5)
 #: An attempt still unfinished after this is taken to be dead (its worker killed) and is
 #: made again by any worker: above the timeout, and with the kick job's interval well
 #: under the contract's 2 minutes.

@@ -5,6 +5,7 @@ test scripted (`respond(500, 500, 200)`; after the script, 200), optionally slow
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -94,3 +95,52 @@ class Receiver:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class DripReceiver:
+    """A receiver that reads the request, then sends its answer one byte every `interval`
+    seconds (each byte well within a per-read timeout): only a wall-clock deadline on the
+    whole attempt stops it. Records how long each connection lasted."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+    def __init__(self, interval: float = 0.1):
+        self.interval = interval
+        self.durations: list[float] = []
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._socket.settimeout(0.05)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._socket.getsockname()[1]}/hooks"
+
+    def _serve(self):
+        while not self._stopped.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    def _drip(self, connection):
+        began = time.monotonic()
+        with connection:
+            connection.settimeout(5)
+            try:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(65536)
+                for byte in self.ANSWER:
+                    time.sleep(self.interval)
+                    connection.sendall(bytes([byte]))
+            except OSError:  # the client gave up (its deadline)
+                pass
+        self.durations.append(time.monotonic() - began)
+
+    def stop(self):
+        self._stopped.set()
+        self._thread.join()
+        self._socket.close()

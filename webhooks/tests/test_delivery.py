@@ -4,6 +4,7 @@ retried on WEBHOOK_RETRY_SCHEDULE with the same webhook-id, never two attempts a
 SSRF checked again at delivery time, and endpoints disabled after a day of failures."""
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -12,14 +13,18 @@ from django_tasks_db.models import DBTaskResult
 from standardwebhooks import WebhookVerificationError
 
 from accounts.tests.factories import MerchantFactory
+from webhooks import delivery as machinery
 from webhooks import events
 from webhooks.delivery import (
+    LEASE_MARGIN_SECONDS,
+    lease_seconds,
     webhook_deliveries_kick_due,
     webhook_delivery_attempt,
     webhook_delivery_retry_now,
 )
 from webhooks.models import WebhookDelivery
 from webhooks.tests.factories import WebhookEndpointFactory
+from webhooks.tests.receiver import DripReceiver
 
 pytestmark = pytest.mark.usefixtures("private_urls_allowed")
 
@@ -231,3 +236,38 @@ def test_a_success_clears_the_failing_streak(delivery, endpoint, receiver):
     attempt(delivery)
     endpoint.refresh_from_db()
     assert endpoint.failing_since is None and endpoint.is_active
+
+
+def test_a_receiver_dripping_its_answer_is_cut_at_the_attempt_deadline(delivery, endpoint, settings):
+    """The timeout is the attempt's whole wall-clock budget, not per socket read: a byte
+    every 0.1 s (4.5 s for the answer) still ends the attempt at 1 s, failed and retried."""
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    settings.WEBHOOK_RETRY_SCHEDULE = [5, 30]
+    drip = DripReceiver(interval=0.1)
+    try:
+        endpoint.url = drip.url
+        endpoint.save()
+        began = time.monotonic()
+        delivery = attempt(delivery)
+        took = time.monotonic() - began
+    finally:
+        drip.stop()
+    assert took < 2, took
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("PENDING", 1, None)
+    assert delivery.last_error == "No answer within 1 s." and delivery.locked_until is None
+    assert timezone.now() < delivery.next_attempt_at <= timezone.now() + timedelta(seconds=5)
+    assert DBTaskResult.objects.get().args_kwargs["args"] == [str(delivery.pk)]  # the retry, enqueued
+
+
+def test_the_lease_outlasts_an_attempt_and_its_lookup_in_one_place(delivery, settings):
+    """Another worker may take a delivery over once its lease expires: the lease must be
+    longer than anything one attempt may take (the lookup, the deadline), with a margin."""
+    settings.WEBHOOK_LEASE_SECONDS = 10
+    settings.WEBHOOK_TIMEOUT_SECONDS = 40
+    settings.WEBHOOK_DNS_TIMEOUT_SECONDS = 20
+    assert lease_seconds() >= 40 + 20 + LEASE_MARGIN_SECONDS and LEASE_MARGIN_SECONDS >= 5
+    before = timezone.now()
+    claimed = machinery._claim(delivery.pk)
+    assert claimed.locked_until >= before + timedelta(seconds=lease_seconds())
+    settings.WEBHOOK_LEASE_SECONDS, settings.WEBHOOK_TIMEOUT_SECONDS, settings.WEBHOOK_DNS_TIMEOUT_SECONDS = 60, 10, 5
+    assert lease_seconds() == 60  # the operator's longer lease stands

@@ -70,7 +70,11 @@ def test_a_worker_killed_mid_burst_loses_nothing(shop, receiver, tmp_path):
     cut-short attempt again once A's lease expires (kick job every second here), and every
     event arrives (at least once)."""
     receiver.delay = 0.3
-    fast = {"WEBHOOK_LEASE_SECONDS": "2", "SCHEDULE_KICK_DUE_WEBHOOK_DELIVERIES_SECONDS": "1"}
+    fast = {
+        # The lease is never shorter than the lookup + the attempt + 5 s: here 7 s.
+        **{"WEBHOOK_LEASE_SECONDS": "2", "WEBHOOK_TIMEOUT_SECONDS": "1", "WEBHOOK_DNS_TIMEOUT_SECONDS": "1"},
+        "SCHEDULE_KICK_DUE_WEBHOOK_DELIVERIES_SECONDS": "1",
+    }
     with worker_processes(1, tmp_dir=tmp_path, **fast) as (first,):
         orders = sell(shop, 12)
         wait_until(lambda: len(receiver.requests) >= 3, workers=[first], what="a few deliveries")
