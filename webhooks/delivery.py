@@ -11,7 +11,7 @@ One attempt (`webhook_delivery_attempt`, run by the `deliver_webhook` task):
    on every attempt, a fresh timestamp), POST to the checked address, redirects not
    followed, at most a short excerpt of the answer read, all within WEBHOOK_TIMEOUT_SECONDS
    of wall-clock time (`_Deadline`: a receiver dripping its answer a byte at a time is cut
-   off).
+   off). Any exception is a failed attempt with a short reason, never a stuck lease.
 3. Record, only if no later attempt has begun (`attempts` is the fencing token): 2xx →
    SUCCEEDED; otherwise the next attempt after WEBHOOK_RETRY_SCHEDULE[n], its task
    enqueued in the same transaction, or FAILED after the last. An endpoint whose every
@@ -91,7 +91,9 @@ def webhook_delivery_attempt(*, delivery_id) -> str:
         result = _post(target, delivery=delivery, secret=endpoint.secret)
     except UnsafeWebhookUrl as exc:
         result = AttemptResult(error=str(exc))
-    except (OSError, http.client.HTTPException) as exc:  # timeouts, the deadline, refused connections, TLS
+    except Exception as exc:  # noqa: BLE001 - any failure is a failed attempt, retried; never a stuck lease
+        if not isinstance(exc, OSError | http.client.HTTPException):
+            logger.exception("Webhook delivery %s: the attempt failed unexpectedly", delivery.pk)
         result = AttemptResult(error=_describe(exc))
     _record(delivery, result)
     outcome = f"attempt {delivery.attempts}: {result.status_code or result.error}"
@@ -195,7 +197,8 @@ def _post(target: WebhookTarget, *, delivery: WebhookDelivery, secret: str) -> A
 
 
 def _connect(target: WebhookTarget, deadline: _Deadline) -> socket.socket:
-    """A connection to the checked address; for https, TLS verified against the URL's host."""
+    """A connection to the checked address; for https, TLS verified against the URL's host
+    (its IDNA form: the server name sent and the name the certificate must carry)."""
     sock = socket.create_connection((target.address, target.port), timeout=deadline.left())
     deadline.watch(sock)
     if target.scheme != "https":
@@ -222,7 +225,9 @@ def _describe(exc: Exception) -> str:
         return "TLS failed (certificate or handshake)."
     if isinstance(exc, OSError):
         return "Could not connect."
-    return "The answer was not valid HTTP."
+    if isinstance(exc, http.client.HTTPException):
+        return "The answer was not valid HTTP."
+    return f"The attempt failed unexpectedly ({type(exc).__name__})."
 
 
 def _record(delivery: WebhookDelivery, result: AttemptResult, *, final: bool = False) -> None:

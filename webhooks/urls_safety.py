@@ -5,10 +5,11 @@ servers talk to our own network, the cloud's metadata service, or the loopback.)
 connect to, or raises `UnsafeWebhookUrl` saying why. It runs at registration and again
 before every attempt (DNS may have changed since), and the delivery connects to the very
 address that was checked, so a name cannot resolve to a public address for the check and
-to an internal one for the connection (DNS rebinding). Resolving is bounded by
-WEBHOOK_DNS_TIMEOUT_SECONDS (a slow resolver must not hang a request or a worker), and a
-refusal says what kind of address a name points to, never the address (that would map
-our network for whoever asks).
+to an internal one for the connection (DNS rebinding). An internationalised host is kept
+in its IDNA (punycode) form, the one name used for DNS, the TLS server name and the Host
+header. Resolving is bounded by WEBHOOK_DNS_TIMEOUT_SECONDS (a slow resolver must not
+hang a request or a worker), and a refusal says what kind of address a name points to,
+never the address (that would map our network for whoever asks).
 
 Refused unless `WEBHOOK_ALLOW_PRIVATE_URLS` (tests and local work only): plain `http://`,
 and any address that is not globally routable — loopback, private ranges, link-local
@@ -26,6 +27,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import idna
 from django.conf import settings
 
 MAX_URL_LENGTH = 2000
@@ -43,7 +45,7 @@ class UnsafeWebhookUrl(Exception):
 @dataclass(frozen=True)
 class WebhookTarget:
     scheme: str
-    host: str  # as written in the URL (the TLS server name and the Host header)
+    host: str  # the URL's host, IDNA (ASCII) form: the TLS server name and the Host header
     port: int
     path: str  # path and query, as sent in the request line
     address: str  # the checked address to connect to
@@ -69,7 +71,7 @@ def check_webhook_url(url: str) -> WebhookTarget:
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
         raise UnsafeWebhookUrl("The URL must not contain spaces or control characters.")
     port = port or (443 if parts.scheme == "https" else 80)
-    host = parts.hostname
+    host = _ascii_host(parts.hostname)
     addresses = _resolve(host, port)
     if not allow_private:
         for address in addresses:
@@ -80,6 +82,17 @@ def check_webhook_url(url: str) -> WebhookTarget:
     if parts.query:
         path = f"{path}?{parts.query}"
     return WebhookTarget(scheme=parts.scheme, host=host, port=port, path=path, address=str(addresses[0]))
+
+
+def _ascii_host(host: str) -> str:
+    """An internationalised name in its IDNA 2008 (UTS 46) form, as accounts/emails.py does
+    for email domains; an ASCII name or address literal as it is."""
+    if host.isascii():
+        return host
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise UnsafeWebhookUrl("The URL's host is not a valid domain name.") from exc
 
 
 def _resolve(host: str, port: int) -> list:

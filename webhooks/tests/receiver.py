@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from standardwebhooks import Webhook
 
@@ -144,3 +147,31 @@ class DripReceiver:
         self._stopped.set()
         self._thread.join()
         self._socket.close()
+
+
+def tls_files(directory: Path, host: str) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate for `host` signed by it (openssl's command line):
+    (ca.pem, cert.pem, key.pem). Point SSL_CERT_FILE at ca.pem to trust it."""
+    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.pem", "key.pem", "req.csr", "cert.pem"))
+    ext = directory / "ext.cnf"
+    ext.write_text(f"subjectAltName=DNS:{host}\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for command in (
+        ["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=Test webhook CA"],
+        ["req", *ec, "-keyout", key, "-out", csr, "-subj", f"/CN={host}"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "2"]
+        + ["-extfile", ext],
+    ):
+        subprocess.run(["openssl", *map(str, command)], check=True, capture_output=True)  # noqa: S603, S607
+    return ca, cert, key
+
+
+def serve_tls(receiver: Receiver, cert: Path, key: Path) -> list[str]:
+    """Make `receiver` speak TLS with `cert`; returns the list of server names (SNI) its
+    clients asked for."""
+    server_names: list[str] = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda _socket, name, _context: server_names.append(name)
+    receiver._server.socket = context.wrap_socket(receiver._server.socket, server_side=True)
+    return server_names

@@ -4,6 +4,7 @@ retried on WEBHOOK_RETRY_SCHEDULE with the same webhook-id, never two attempts a
 SSRF checked again at delivery time, and endpoints disabled after a day of failures."""
 
 import json
+import socket
 import time
 from datetime import timedelta
 
@@ -24,7 +25,7 @@ from webhooks.delivery import (
 )
 from webhooks.models import WebhookDelivery
 from webhooks.tests.factories import WebhookEndpointFactory
-from webhooks.tests.receiver import DripReceiver
+from webhooks.tests.receiver import DripReceiver, serve_tls, tls_files
 
 pytestmark = pytest.mark.usefixtures("private_urls_allowed")
 
@@ -271,3 +272,57 @@ def test_the_lease_outlasts_an_attempt_and_its_lookup_in_one_place(delivery, set
     assert claimed.locked_until >= before + timedelta(seconds=lease_seconds())
     settings.WEBHOOK_LEASE_SECONDS, settings.WEBHOOK_TIMEOUT_SECONDS, settings.WEBHOOK_DNS_TIMEOUT_SECONDS = 60, 10, 5
     assert lease_seconds() == 60  # the operator's longer lease stands
+
+
+def test_an_internationalised_host_is_posted_to_under_its_idna_name(delivery, endpoint, receiver, monkeypatch):
+    """`bücher.example` resolves (as `xn--bcher-kva.example`) to the receiver; the Host
+    header names it in that form, as a receiver's routing expects."""
+    real = socket.getaddrinfo
+    port = int(receiver.url.split(":")[2].split("/")[0])
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, *a, **k: real("127.0.0.1" if host == "xn--bcher-kva.example" else host, *a, **k),
+    )
+    endpoint.url = f"http://bücher.example:{port}/hooks"
+    endpoint.save()
+    delivery = attempt(delivery)
+    assert delivery.status == "SUCCEEDED", delivery.last_error
+    (request,) = receiver.requests
+    assert request.headers["host"] == f"xn--bcher-kva.example:{port}"
+
+
+def test_tls_to_an_internationalised_host_names_and_verifies_its_idna_form(
+    delivery, endpoint, receiver, monkeypatch, tmp_path
+):
+    """Over TLS to the pinned address: the server name (SNI), the certificate checked and
+    the Host header are all `xn--bcher-kva.example`."""
+    ca, cert, key = tls_files(tmp_path, "xn--bcher-kva.example")
+    server_names = serve_tls(receiver, cert, key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # trust the test CA (OpenSSL reads it per context)
+    real = socket.getaddrinfo
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, *a, **k: real("127.0.0.1" if host == "xn--bcher-kva.example" else host, *a, **k),
+    )
+    port = int(receiver.url.split(":")[2].split("/")[0])
+    endpoint.url = f"https://Bücher.example:{port}/hooks"
+    endpoint.save()
+    delivery = attempt(delivery)
+    assert delivery.status == "SUCCEEDED", delivery.last_error
+    assert server_names == ["xn--bcher-kva.example"]
+    assert receiver.requests[0].headers["host"] == f"xn--bcher-kva.example:{port}"
+
+
+def test_any_exception_during_an_attempt_is_a_failed_attempt_and_retried(delivery, endpoint, receiver, settings):
+    """Not only network errors: here the stored secret cannot sign (not base64). The
+    attempt is recorded failed with a short reason, the lease given back, the retry due."""
+    settings.WEBHOOK_RETRY_SCHEDULE = [5, 30]
+    endpoint.secret = "whsec_not base64!"
+    endpoint.save()
+    delivery = attempt(delivery)
+    assert (delivery.status, delivery.attempts, delivery.locked_until) == ("PENDING", 1, None)
+    assert delivery.last_error == "The attempt failed unexpectedly (Error)." and receiver.requests == []
+    assert delivery.next_attempt_at > timezone.now()
+    assert DBTaskResult.objects.get().args_kwargs["args"] == [str(delivery.pk)]

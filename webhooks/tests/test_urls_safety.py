@@ -135,3 +135,15 @@ def test_a_refusal_never_shows_the_addresses_the_name_resolved_to(
     response = merchant_client.post("/api/v1/webhook-endpoints", {"url": f"https://{host}/hook"})
     assert_error(response, 400, "WEBHOOK_URL_NOT_ALLOWED")
     assert address.split(":")[-1].encode() not in response.content
+
+
+def test_an_internationalised_host_is_checked_and_kept_in_its_idna_form(monkeypatch, settings):
+    """`bücher.example` is resolved, and later named (TLS server name, Host header), as
+    `xn--bcher-kva.example`: the one form DNS, certificates and receivers know."""
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    asked = fake_resolver(monkeypatch, {"xn--bcher-kva.example": "93.184.215.14"})
+    target = check_webhook_url("https://Bücher.example/hook")
+    assert (target.host, target.address) == ("xn--bcher-kva.example", "93.184.215.14")
+    assert asked == ["xn--bcher-kva.example"]
+    with pytest.raises(UnsafeWebhookUrl, match="not a valid domain name"):
+        check_webhook_url("https://bad\u200d\u0301.example/hook")
