@@ -13,7 +13,16 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from paymentflow.settings.env import env, env_bool, env_decimal, env_int, env_list, env_seconds, env_seconds_list
+from paymentflow.settings.env import (
+    env,
+    env_bool,
+    env_decimal,
+    env_int,
+    env_list,
+    env_rate,
+    env_seconds,
+    env_seconds_list,
+)
 from paymentflow.timeouts import refund_lease_seconds
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -268,7 +277,8 @@ JSON_CAMEL_CASE = {
     "PARSER_CLASS": "rest_framework.parsers.JSONParser",
 }
 
-AUTH_THROTTLE_RATE = env("AUTH_THROTTLE_RATE", "10/minute")
+# Checked here (paymentflow/settings/env.py), so a malformed rate stops the start.
+AUTH_THROTTLE_RATE = env_rate("AUTH_THROTTLE_RATE", "10/minute")
 # paymentflow.api.throttling counts through django-ratelimit (not an installed app: its
 # system check refuses the local-memory cache, which is what `make run` uses, rightly for
 # several processes and harmlessly for one). A cache outage lets attempts through.

@@ -65,3 +65,26 @@ def env_seconds_list(name: str, default: str) -> list[int]:
     if not values or any(value <= 0 for value in values):
         raise ImproperlyConfigured(f"{name} must list at least one number of seconds, each above 0.")
     return values
+
+
+#: DRF's rate periods (it reads only the first letter: `5/fortnight` would fail on the
+#: first request), spelled as the README documents them.
+_RATE_PERIODS = {
+    "s": 1, "sec": 1, "second": 1, "seconds": 1,
+    "m": 60, "min": 60, "minute": 60, "minutes": 60,
+    "h": 3600, "hour": 3600, "hours": 3600,
+    "d": 86400, "day": 86400, "days": 86400,
+}  # fmt: skip
+
+
+def env_rate(name: str, default: str) -> str:
+    """A throttle rate in DRF's syntax, `<requests>/<period>` (`10/minute`, `100/s`): at least
+    one request per second, minute, hour or day."""
+    raw = env(name, "") or default
+    count, slash, period = raw.lower().partition("/")
+    if not (slash and count.isdigit() and count.isascii() and int(count) > 0 and period in _RATE_PERIODS):
+        raise ImproperlyConfigured(
+            f"{name} must be <requests>/<period> with at least 1 request and a period of "
+            f"second, minute, hour or day (e.g. 10/minute), got {raw!r}."
+        )
+    return f"{int(count)}/{period}"

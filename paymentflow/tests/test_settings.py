@@ -70,3 +70,33 @@ def test_connected_directly_statements_are_prepared_and_no_session_setting_is_se
 def test_a_pooler_setting_that_cannot_work_stops_the_start(env, message):
     result = load(**env)
     assert result.returncode != 0 and message in result.stderr
+
+
+def setting(name: str, **env):
+    """The value of one production setting, loaded in a fresh interpreter with `env`."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_"))}
+    environment.update(DJANGO_SECRET_KEY="settings-test-key", **env)
+    code = f"import json; from paymentflow.settings import production as s; print(json.dumps(s.{name}))"
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    "rate", ["5/fortnight", "abc", "0/minute", "-1/minute", "5/", "/minute", "5/minute/x", "1.5/s"]
+)
+def test_a_malformed_auth_throttle_rate_stops_the_start(rate):
+    """Refused when the settings load, naming the variable, not on the first login."""
+    result = setting("AUTH_THROTTLE_RATE", AUTH_THROTTLE_RATE=rate)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "AUTH_THROTTLE_RATE must be" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("rate", "loaded"),
+    [("", "10/minute"), ("5/hour", "5/hour"), ("100/s", "100/s"), (" 3/Day ", "3/day"), ("20/min", "20/min")],
+)
+def test_a_well_formed_auth_throttle_rate_is_kept(rate, loaded):
+    result = setting("AUTH_THROTTLE_RATE", AUTH_THROTTLE_RATE=rate)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == loaded
