@@ -8,8 +8,9 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
-# collectstatic needs a key to import the settings; this one is thrown away with the layer.
-RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
+# collectstatic needs a key and a Redis URL to import the settings (it connects to
+# neither); both are thrown away with the layer.
+RUN DJANGO_SECRET_KEY=collectstatic-only REDIS_URL=redis://collectstatic-only python manage.py collectstatic --noinput
 
 RUN useradd --create-home --uid 1000 app && chown -R app /app
 USER app

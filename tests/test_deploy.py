@@ -192,3 +192,15 @@ def test_with_no_replica_ready_haproxy_answers_503_in_the_error_envelope_and_hea
         balancer.wait(timeout=10)
         replica.shutdown()
         replica.server_close()
+
+
+def test_every_production_process_has_redis(services):
+    """Production settings refuse to load without REDIS_URL: the image's build-time
+    collectstatic and every service running the app's image must set it."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "DJANGO_SETTINGS_MODULE=paymentflow.settings.production" in dockerfile
+    collectstatic = next(line for line in dockerfile.splitlines() if "collectstatic" in line and "RUN" in line)
+    assert "REDIS_URL=" in collectstatic and "DJANGO_SECRET_KEY=" in collectstatic
+    for name, service in services.items():
+        if service.get("build"):
+            assert service["environment"].get("REDIS_URL", "").startswith("redis://"), name

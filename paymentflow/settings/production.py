@@ -1,6 +1,7 @@
 """Production settings: debug off, a real secret, HTTPS-only cookies and headers.
 
-Started by gunicorn (`paymentflow.wsgi`). Refuses to start without DJANGO_SECRET_KEY.
+Started by gunicorn (`paymentflow.wsgi`). Refuses to start without DJANGO_SECRET_KEY or
+REDIS_URL.
 """
 
 import os
@@ -9,6 +10,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 if not os.environ.get("DJANGO_SECRET_KEY", "").strip():
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production.")
+# The throttle counters and the caches must be shared by every instance; the local-memory
+# fallback would give each process its own.
+if not os.environ.get("REDIS_URL", "").strip():
+    raise ImproperlyConfigured("REDIS_URL must be set in production (e.g. redis://127.0.0.1:6379/0).")
 os.environ["DJANGO_DEBUG"] = "0"
 
 from paymentflow.settings.base import *  # noqa: E402,F403

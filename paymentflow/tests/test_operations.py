@@ -120,6 +120,7 @@ def test_gunicorn_refuses_a_request_line_over_4_kb_as_the_readme_says(tmp_path):
         DJANGO_SECRET_KEY="x7#kq!2@p" * 8,
         DJANGO_SECURE_SSL_REDIRECT="0",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        REDIS_URL="redis://127.0.0.1:6379/0",  # production requires it; /healthz does not use it
     )
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "paymentflow.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],

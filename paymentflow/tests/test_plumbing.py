@@ -216,7 +216,7 @@ class TestDocs:
 
 
 def _run_manage(args, extra_env):
-    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "DJANGO_SETTINGS_MODULE")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "DJANGO_SETTINGS_MODULE", "REDIS_URL")}
     env.update(extra_env)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
@@ -229,6 +229,13 @@ class TestProductionSettings:
         assert result.returncode != 0
         assert "DJANGO_SECRET_KEY" in result.stderr
 
+    def test_refuses_to_start_without_redis(self):
+        result = _run_manage(
+            ["check"], {"DJANGO_SETTINGS_MODULE": "paymentflow.settings.production", "DJANGO_SECRET_KEY": "k" * 50}
+        )
+        assert result.returncode != 0
+        assert "REDIS_URL must be set in production" in result.stderr
+
     def test_base_refuses_without_key_when_debug_is_off(self):
         result = _run_manage(["check"], {"DJANGO_SETTINGS_MODULE": "paymentflow.settings.base", "DJANGO_DEBUG": "0"})
         assert result.returncode != 0
@@ -240,6 +247,7 @@ class TestProductionSettings:
             {
                 "DJANGO_SETTINGS_MODULE": "paymentflow.settings.production",
                 "DJANGO_SECRET_KEY": "x7#kq!2@p" * 8,
+                "REDIS_URL": "redis://127.0.0.1:6379/0",
             },
         )
         assert result.returncode == 0, result.stdout + result.stderr

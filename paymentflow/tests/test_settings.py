@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+REDIS = "redis://127.0.0.1:6379/0"  # never connected to: loading the settings is all
 SHOW_DATABASE = (
     "import json; from paymentflow.settings import production as s; "
     "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], "
@@ -20,8 +21,8 @@ SHOW_DATABASE = (
 
 
 def load(**env) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_"))}
-    environment.update(DJANGO_SECRET_KEY="settings-test-key", **env)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_", "REDIS_"))}
+    environment.update({"DJANGO_SECRET_KEY": "settings-test-key", "REDIS_URL": REDIS, **env})
     return subprocess.run(
         [sys.executable, "-c", SHOW_DATABASE], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
     )
@@ -74,8 +75,8 @@ def test_a_pooler_setting_that_cannot_work_stops_the_start(env, message):
 
 def setting(name: str, **env):
     """The value of one production setting, loaded in a fresh interpreter with `env`."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_"))}
-    environment.update(DJANGO_SECRET_KEY="settings-test-key", **env)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_", "REDIS_"))}
+    environment.update({"DJANGO_SECRET_KEY": "settings-test-key", "REDIS_URL": REDIS, **env})
     code = f"import json; from paymentflow.settings import production as s; print(json.dumps(s.{name}))"
     return subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
@@ -100,3 +101,18 @@ def test_a_well_formed_auth_throttle_rate_is_kept(rate, loaded):
     result = setting("AUTH_THROTTLE_RATE", AUTH_THROTTLE_RATE=rate)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == loaded
+
+
+@pytest.mark.parametrize("redis_url", ["", "  "])
+def test_production_refuses_to_start_without_redis(redis_url):
+    """Throttle counters, idempotency and caches must be shared by every instance: the
+    local-memory fallback of `make run` would give each process its own."""
+    result = setting("CACHES", REDIS_URL=redis_url)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: REDIS_URL must be set in production" in result.stderr
+
+
+def test_production_caches_in_redis():
+    result = setting("CACHES", REDIS_URL=REDIS)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["default"]["LOCATION"] == REDIS
