@@ -44,9 +44,15 @@ def user_login(*, email: str, password: str, request=None) -> User:
     except InvalidEmail:
         raise InvalidCredentials() from None  # no account can have that address
     user = authenticate(request, username=email, password=password)
-    if user is None:
+    # Staff work in the back office (/admin/), never through the API: their right password
+    # gets the wrong-password answer, which does not even tell that the account exists.
+    if user is None or is_staff_account(user):
         raise InvalidCredentials()
     return user
+
+
+def is_staff_account(user: User) -> bool:
+    return user.is_staff or user.is_superuser
 
 
 def _verified_refresh_payload(raw_token: str, *, allow_expired: bool = False) -> dict:
@@ -77,7 +83,7 @@ def token_refresh(*, refresh_token: str) -> dict:
         if outstanding is None or BlacklistedToken.objects.filter(token=outstanding).exists():
             raise TokenNotValid()
         user = User.objects.filter(pk=payload["sub"], is_active=True).first()
-        if user is None:
+        if user is None or is_staff_account(user):  # deactivated, or made staff since the login
             raise TokenNotValid()
         BlacklistedToken.objects.create(token=outstanding)
         return user_issue_tokens(user=user)

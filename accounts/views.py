@@ -60,7 +60,8 @@ class LoginView(PublicAuthView):
         summary="Log in",
         description="Exchanges an email and password for the user and a pair of tokens: an access token "
         "(15 minutes) for `Authorization: Bearer`, and a refresh token (7 days) for `POST /auth/refresh`. "
-        "A wrong password and an unknown email are the same 401 `INVALID_CREDENTIALS`. Throttled per "
+        "A wrong password, an unknown email and a staff account (staff use the back office, /admin/) are the "
+        "same 401 `INVALID_CREDENTIALS`. Throttled per "
         "client address (429 with `Retry-After`).",
     )
     def post(self, request):

@@ -117,6 +117,43 @@ class TestLogin:
         assert response.status_code == 200
 
 
+def _refusal(response) -> dict:
+    """An error body without what differs per request (the timestamp)."""
+    body = assert_error(response, 401, "INVALID_CREDENTIALS")
+    return {key: value for key, value in body.items() if key != "timestamp"} | {"headers": _headers(response)}
+
+
+def _headers(response) -> dict:
+    return {name: value for name, value in response.items() if name.lower() not in ("x-request-id", "date")}
+
+
+class TestStaffCannotUseTheApi:
+    """Staff work in the back office (/admin/); the API's login answers a staff account with
+    the wrong-password 401, so it does not even tell that the account exists."""
+
+    @pytest.mark.parametrize(
+        "flags", [{"is_staff": True}, {"is_superuser": True}, {"is_staff": True, "is_superuser": True}]
+    )
+    def test_a_staff_login_is_the_wrong_password_401(self, api_client, flags):
+        UserFactory(email="ops@example.com", **flags)
+        UserFactory(email="buyer@example.com")
+        right = api_client.post(LOGIN, {"email": "ops@example.com", "password": DEFAULT_PASSWORD}, format="json")
+        wrong = api_client.post(LOGIN, {"email": "buyer@example.com", "password": "WrongPass123!"}, format="json")
+        unknown = api_client.post(LOGIN, {"email": "nobody@example.com", "password": DEFAULT_PASSWORD}, format="json")
+        assert _refusal(right) == _refusal(wrong) == _refusal(unknown)
+        assert "accessToken" not in right.content.decode()
+
+    def test_the_demo_and_createsuperuser_admin_cannot_log_in(self, api_client, staff):
+        response = api_client.post(LOGIN, {"email": "staff@example.com", "password": "StaffPass123!"}, format="json")
+        assert_error(response, 401, "INVALID_CREDENTIALS")
+
+    @pytest.mark.parametrize("flag", ["is_staff", "is_superuser"])
+    def test_a_refresh_token_of_a_user_later_made_staff_is_refused(self, api_client, flag):
+        refresh = register(api_client).json()["refreshToken"]
+        User.objects.filter(email="buyer@example.com").update(**{flag: True})
+        assert_error(api_client.post(REFRESH, {"refreshToken": refresh}, format="json"), 401, "TOKEN_NOT_VALID")
+
+
 class TestTokens:
     def test_access_token_claims_and_lifetimes(self, api_client):
         body = register(api_client).json()
