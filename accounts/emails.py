@@ -1,7 +1,8 @@
 """One address, one account: the normal form every email is stored, compared and looked up in.
 
 API.md (Authentication): Unicode NFKC, lower case, the domain in its ASCII (IDNA) form, so
-`x@exämple.com` and `x@xn--exmple-cua.com` are one account; an address with invisible or
+`x@exämple.com` and `x@xn--exmple-cua.com` are one account; the local part must be ASCII
+after NFKC (`ｊose@` is `jose@`, `jösé@` is refused); an address with invisible or
 control characters is refused rather than cleaned (IDNA's mapping alone would silently drop a
 zero-width space, making `x@example.com` + U+200B a second spelling of one address).
 """
@@ -42,11 +43,19 @@ def normalize_email(raw: str) -> str:
     local, at, domain = unicodedata.normalize("NFKC", email).rpartition("@")
     if not (local and at and domain):
         raise InvalidEmail("Enter a valid email address.")
+    local = unicodedata.normalize("NFKC", local)
+    if not local.isascii():
+        # Internationalised mailboxes (RFC 6531) are not supported: most mail servers refuse
+        # them, and the domain is the only part with an agreed ASCII form (IDNA).
+        raise InvalidEmail(
+            "Enter a valid email address: the part before the @ must be ASCII "
+            "(letters a-z, digits and . _ + -, as in jose@example.com)."
+        )
     try:
         ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError) as exc:
         raise InvalidEmail("Enter a valid email address: its domain is not a valid domain name.") from exc
-    return f"{unicodedata.normalize('NFKC', local.lower())}@{ascii_domain.lower()}"
+    return f"{local.lower()}@{ascii_domain.lower()}"
 
 
 @dataclass

@@ -91,6 +91,36 @@ class TestRegistration:
         assert not User.objects.exists()
 
 
+class TestNonAsciiLocalPart:
+    """The part before the @ must be ASCII after NFKC (internationalised mailboxes, RFC 6531,
+    are not supported); the domain keeps its IDNA handling."""
+
+    @pytest.mark.parametrize("raw", ["jösé@example.com", "jösé@exämple.com", "用户@example.com", "ｊöse@example.com"])
+    def test_normal_form_refuses_it(self, raw):
+        with pytest.raises(InvalidEmail, match="before the @"):
+            normalize_email(raw)
+
+    @pytest.mark.parametrize("raw", ["jösé@example.com", "Jösé@Example.com"])
+    def test_registration_is_a_clear_400(self, api_client, raw):
+        body = assert_error(register(api_client, raw), 400, "VALIDATION_ERROR")
+        message = body["details"]["email"][0]
+        assert "before the @" in message and "ASCII" in message
+        assert "ASCII" in body["message"]
+        assert not User.objects.exists()
+
+    def test_login_with_it_is_the_wrong_password_401(self, api_client):
+        response = api_client.post(LOGIN, {"email": "jösé@example.com", "password": DEFAULT_PASSWORD}, format="json")
+        assert_error(response, 401, "INVALID_CREDENTIALS")
+
+    @pytest.mark.parametrize(
+        ("raw", "normal"), [("jose@exämple.com", "jose@xn--exmple-cua.com"), ("ｊose@example.com", "jose@example.com")]
+    )
+    def test_an_ascii_local_part_after_nfkc_is_accepted(self, api_client, raw, normal):
+        created = register(api_client, raw)
+        assert created.status_code == 201, created.content
+        assert created.json()["user"]["email"] == normal
+
+
 class TestBackOffice:
     def test_admin_login_with_an_invisible_character_is_a_normal_refusal(self, client):
         UserFactory(email="staff@example.com", is_staff=True)
