@@ -5,12 +5,14 @@ from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import bad_request, page_not_found, server_error
 from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from paymentflow.api.errors import error_response, is_api_path
 from paymentflow.api.permissions import Public
+from paymentflow.api.renderers import CamelCaseJSONRenderer
 
 API_INDEX = {
     "name": "Payment Flow API",
@@ -43,6 +45,39 @@ class ApiIndexView(APIView):
 
 # Exempt: it changes nothing, and a POST to an unknown API path must be the JSON 404, not
 # Django's HTML CSRF page (found by the schemathesis fuzzing: `POST /orders/null,null/cancel`).
+def errors_in_json(response):
+    """For a view that renders something other than JSON (the schema's YAML, the docs' HTML):
+    its errors (unknown `?format=`, an Accept it cannot serve, a wrong method) are rendered
+    as the envelope in JSON, like every other error under /api/, and not by the view's own
+    renderer (YAML of the envelope, or a template's "404 Not Found" text)."""
+    if getattr(response, "exception", False):
+        response.accepted_renderer = CamelCaseJSONRenderer()
+        response.accepted_media_type = CamelCaseJSONRenderer.media_type
+    return response
+
+
+# drf-spectacular's views (their metaclass rules out a shared mixin).
+class SchemaView(SpectacularAPIView):
+    """`GET /api/schema/`: the OpenAPI document (YAML, or JSON with `?format=json`)."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        return errors_in_json(super().finalize_response(request, response, *args, **kwargs))
+
+
+class SwaggerView(SpectacularSwaggerView):
+    """`GET /api/docs/`: Swagger UI."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        return errors_in_json(super().finalize_response(request, response, *args, **kwargs))
+
+
+class RedocView(SpectacularRedocView):
+    """`GET /api/redoc/`: ReDoc."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        return errors_in_json(super().finalize_response(request, response, *args, **kwargs))
+
+
 @csrf_exempt
 def api_not_found(request, *args, **kwargs):
     return error_response(

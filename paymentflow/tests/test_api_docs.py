@@ -119,3 +119,62 @@ def test_the_api_root_is_a_small_index(api_client):
     assert {body["docs"], body["schema"], body["health"]} == {"/api/docs/", "/api/schema/", "/healthz"}
     for link in (body["docs"], body["schema"], body["health"], body["redoc"], body["ready"]):
         assert api_client.get(link).status_code == 200, link
+
+
+# --- The documents' own errors are in the envelope -----------------------------------------
+# `/api/schema/` renders YAML or JSON and the UIs render HTML; their refusals must still be
+# the contract's JSON envelope (API.md, Errors), not YAML, a template's text or a 500.
+
+DOC_PATHS = ["/api/schema/", "/api/docs/", "/api/redoc/"]
+
+
+@pytest.mark.parametrize("path", DOC_PATHS)
+@pytest.mark.parametrize(
+    ("query", "headers", "status", "code"),
+    [
+        ("?format=nonsense", {}, 404, "NOT_FOUND"),
+        ("?format=", {"HTTP_ACCEPT": "application/xml"}, 406, "NOT_ACCEPTABLE"),
+        ("", {"HTTP_ACCEPT": "application/xml"}, 406, "NOT_ACCEPTABLE"),
+        ("", {"HTTP_ACCEPT": "nonsense"}, 406, "NOT_ACCEPTABLE"),
+        ("?lang=", {"HTTP_ACCEPT": "image/png"}, 406, "NOT_ACCEPTABLE"),
+    ],
+    ids=["unknown-format", "empty-format-xml", "xml", "nonsense-accept", "empty-lang-png"],
+)
+def test_a_refused_document_request_is_the_json_envelope(api_client, path, query, headers, status, code):
+    from paymentflow.testing.assertions import assert_error
+
+    body = assert_error(api_client.get(path + query, **headers), status, code)
+    assert body["path"] == path
+
+
+@pytest.mark.parametrize("path", DOC_PATHS)
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_a_write_to_a_document_is_a_json_405(api_client, path, method):
+    from paymentflow.testing.assertions import assert_error
+
+    assert_error(getattr(api_client, method)(path), 405, "METHOD_NOT_ALLOWED")
+
+
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/redoc/"])
+def test_a_ui_asked_for_json_says_so_in_json(api_client, path):
+    from paymentflow.testing.assertions import assert_error
+
+    assert_error(api_client.get(path, HTTP_ACCEPT="application/json"), 406, "NOT_ACCEPTABLE")
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/api/schema/", "application/vnd.oai.openapi"),
+        ("/api/schema/?format=json", "application/vnd.oai.openapi+json"),
+        ("/api/schema/?lang=", "application/vnd.oai.openapi"),
+        ("/api/schema/?lang=xx", "application/vnd.oai.openapi"),
+        ("/api/docs/", "text/html"),
+        ("/api/docs/?lang=", "text/html"),
+        ("/api/redoc/", "text/html"),
+    ],
+)
+def test_the_documents_themselves_are_unchanged(api_client, path, content_type):
+    response = api_client.get(path, HTTP_ACCEPT="*/*")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith(content_type)
