@@ -25,13 +25,14 @@ $(VENV)/.bench-installed: requirements.txt bench/requirements.txt | $(BIN)/pytho
 	touch $(VENV)/.runtime-installed $@
 
 # The server and, beside it, one background worker (webhook deliveries, scheduled jobs),
-# stopped with it: nothing else to start.
+# stopped with it: nothing else to start. DJANGO_RUNSERVER_HOST: unless DJANGO_ALLOWED_HOSTS
+# is set, the settings serve what HOST reaches (with 0.0.0.0, the machine's own addresses).
 run: $(VENV)/.runtime-installed
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py run_worker & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} DJANGO_RUNSERVER_HOST=$(HOST) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The background worker in the foreground: runs queued tasks (merchant webhook deliveries)
 # and the schedule (expiry sweeps, key purge, reconciliation). Run as many as you like.

@@ -23,6 +23,7 @@ from paymentflow.settings.env import (
     env_seconds,
     env_seconds_list,
 )
+from paymentflow.settings.hosts import default_allowed_hosts
 from paymentflow.timeouts import refund_lease_seconds
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -37,7 +38,8 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_DEBUG is not 1.")
     SECRET_KEY = "dev-only-insecure-key-never-use-in-production-0123456789abcdef"
 
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
+# Unset: loopback, and under `make run HOST=...` what runserver listens on (hosts.py).
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "") or default_allowed_hosts(env("DJANGO_RUNSERVER_HOST", ""))
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", "")
 # Browsers on an allowed origin may send and read the headers the contract uses.

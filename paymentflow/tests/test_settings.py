@@ -4,6 +4,7 @@ interpreter with its own environment. (The real PgBouncer: tests/test_scale_out.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,71 @@ def test_production_caches_in_redis():
     result = setting("CACHES", REDIS_URL=REDIS)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["default"]["LOCATION"] == REDIS
+
+
+# --- `make run HOST=0.0.0.0`: the hosts the embedded default serves -------------------------
+
+
+def make_run_settings(host: str, **env) -> list[str]:
+    """ALLOWED_HOSTS as `make run HOST=<host>` loads it: the runserver command that
+    `make -n` prints, with its environment, but printing the setting instead of serving."""
+    outer_make = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")  # under `make test`: no "Entering directory" lines
+    printed = subprocess.run(
+        ["make", "--no-print-directory", "-n", "run", f"HOST={host}", "PORT=8123"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k not in outer_make},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    runserver = next(part for part in printed.split(";") if "manage.py runserver" in part).strip(" \\\n")
+    assert runserver.endswith(f"manage.py runserver {host}:8123"), runserver
+    show = (
+        f"{sys.executable} -c 'import json, django; django.setup(); "
+        "from django.conf import settings; print(json.dumps(settings.ALLOWED_HOSTS))'"
+    )
+    command = runserver.replace(runserver[runserver.index(".venv/bin/python") :], show)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_", "REDIS_"))}
+    environment.update({"DJANGO_SETTINGS_MODULE": "paymentflow.settings.base", **env})
+    result = subprocess.run(["sh", "-c", command], cwd=ROOT, env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def machine_addresses() -> list[str]:
+    """This machine's addresses as `hostname -I` lists them (Linux)."""
+    try:
+        listed = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=10).stdout.split()
+    except FileNotFoundError:
+        pytest.skip("no `hostname -I` here")
+    if not listed:
+        pytest.skip("this machine has no address but loopback")
+    return [f"[{address}]" if ":" in address else address for address in listed]
+
+
+def serves(allowed: list[str], host: str) -> bool:
+    from django.http.request import validate_host
+
+    return validate_host(host, allowed)
+
+
+def test_make_run_on_every_address_serves_the_machines_addresses():
+    allowed = make_run_settings("0.0.0.0")
+    for address in [*machine_addresses(), "localhost", "127.0.0.1", socket.gethostname().lower()]:
+        assert serves(allowed, address), (address, allowed)
+    assert not serves(allowed, "evil.example") and not serves(allowed, "203.0.113.9")
+
+
+def test_make_run_on_one_address_serves_that_address():
+    allowed = make_run_settings("192.0.2.77")
+    assert serves(allowed, "192.0.2.77") and serves(allowed, "localhost")
+    assert not serves(allowed, "192.0.2.78")
+
+
+def test_make_run_by_default_serves_loopback_only():
+    assert make_run_settings("127.0.0.1") == ["localhost", "127.0.0.1"]
+
+
+def test_django_allowed_hosts_wins_whatever_make_run_listens_on():
+    allowed = make_run_settings("0.0.0.0", DJANGO_ALLOWED_HOSTS="api.example.com,10.1.2.3")
+    assert allowed == ["api.example.com", "10.1.2.3"]
