@@ -2,8 +2,9 @@
 
 The request limits are gunicorn's, stated here so that they are a decision, not an accident:
 a request line (method, path with its query string, version) longer than 4094 bytes is
-answered `414 URI Too Long` by gunicorn itself, in plain text, before Django sees it; more
-than 100 headers, or one over 8190 bytes, is `431` likewise. The API never needs more: its
+answered `414 URI Too Long` by gunicorn itself, with its own small HTML page (outside the
+API's JSON contract), before Django sees it; more than 100 headers, or one over 8190 bytes,
+is `431` likewise. The API never needs more: its
 longest query string is a few hundred bytes (README, "Production").
 
 It also sets up prometheus_client's multiprocess mode, so that `GET /metrics`, whichever worker

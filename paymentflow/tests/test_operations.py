@@ -139,7 +139,54 @@ def test_gunicorn_refuses_a_request_line_over_4_kb_as_the_readme_says(tmp_path):
         assert healthy.startswith(b"HTTP/1.1 200"), healthy[:200]
         refused = _raw_get(port, "/api/v1/products?search=" + "x" * 5000)
         assert refused.startswith(b"HTTP/1.1 414"), refused[:200]
+        # gunicorn's own little HTML page, outside the JSON contract, as the README says.
+        assert b"Content-Type: text/html" in refused and b"statusCode" not in refused, refused[:400]
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert "414" in README and "4094" in README
+    limits = README.split("- **Request limits**", 1)[1].split("\n- **", 1)[0]
+    assert "414" in limits and "4094" in limits and "HTML" in limits and "outside" in limits
+
+
+def production_recipe() -> list[str]:
+    """The lines of the README's production recipe (its first bash block), comments dropped."""
+    section = README.split("\n## Production\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
+    lines = [re.split(r"\s+#", line)[0].strip() for line in block.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_the_readme_production_recipe_runs_every_command_on_the_production_settings():
+    """Copied as it is, every command of the recipe loads the production settings: manage.py
+    alone would load the base settings (collectstatic without the manifest that production's
+    storage needs, so the admin and the docs answer 500)."""
+    lines = production_recipe()
+    exports = [line for line in lines if line.startswith("export ")]
+    commands = [line for line in lines if not line.startswith("export ")]
+    assert lines[: len(exports)] == exports, "every variable is exported before the first command"
+    exported = {name for line in exports for name in re.findall(r"\b([A-Z][A-Z0-9_]*)=", line)}
+    assert {
+        "DJANGO_SETTINGS_MODULE",
+        "DJANGO_SECRET_KEY",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "DJANGO_ALLOWED_HOSTS",
+    } <= exported
+    ran = {match for command in commands for match in re.findall(r"manage\.py (\w+)|^(gunicorn)", command)}
+    assert {name for pair in ran for name in pair if name} >= {"migrate", "collectstatic", "gunicorn", "run_worker"}
+    show = (
+        "from django.conf import settings as s; print(s.SETTINGS_MODULE, s.DEBUG, s.STORAGES['staticfiles']['BACKEND'])"
+    )
+    for command in commands:
+        if "manage.py" in command:
+            probe = f'{sys.executable} manage.py shell -c "{show}"'
+        else:  # gunicorn loads paymentflow.wsgi
+            probe = f'{sys.executable} -c "import paymentflow.wsgi; {show}"'
+        script = "\n".join([*exports, probe])
+        result = subprocess.run(["sh", "-c", script], cwd=ROOT, env=clean_env(), capture_output=True, text=True)
+        assert result.returncode == 0, f"{command}: {result.stderr}"
+        assert result.stdout.splitlines()[-1].split() == [
+            "paymentflow.settings.production",
+            "False",
+            "whitenoise.storage.CompressedManifestStaticFilesStorage",
+        ], f"{command}: {result.stdout}"
