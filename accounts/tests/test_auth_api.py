@@ -153,6 +153,14 @@ class TestStaffCannotUseTheApi:
         User.objects.filter(email="buyer@example.com").update(**{flag: True})
         assert_error(api_client.post(REFRESH, {"refreshToken": refresh}, format="json"), 401, "TOKEN_NOT_VALID")
 
+    @pytest.mark.parametrize("flag", ["is_staff", "is_superuser"])
+    def test_an_access_token_of_a_user_later_made_staff_is_refused(self, api_client, flag):
+        access = register(api_client).json()["accessToken"]
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+        assert api_client.get(ME).status_code == 200
+        User.objects.filter(email="buyer@example.com").update(**{flag: True})
+        assert_error(api_client.get(ME), 401, "TOKEN_NOT_VALID")
+
 
 class TestTokens:
     def test_access_token_claims_and_lifetimes(self, api_client):
