@@ -82,6 +82,21 @@ class TestMakeRun:
         assert "http://127.0.0.1:9123/api/docs/" in out.getvalue()
         assert ":8000" not in out.getvalue()
 
+    @pytest.mark.django_db
+    @pytest.mark.parametrize("wildcard", ["0.0.0.0", "[::]"])
+    def test_seed_demo_on_every_address_prints_links_a_browser_can_open(self, wildcard):
+        out = StringIO()
+        call_command("seed_demo", base_url=f"http://{wildcard}:9123", stdout=out)
+        assert "http://127.0.0.1:9123/api/docs/" in out.getvalue()
+        assert wildcard not in out.getvalue().replace("listening on every address", "")
+
+    @pytest.mark.django_db
+    def test_seed_demo_says_the_staff_login_is_for_the_back_office_only(self):
+        out = StringIO()
+        call_command("seed_demo", stdout=out)
+        (staff_line,) = [line for line in out.getvalue().splitlines() if "admin@demo" in line]
+        assert "/admin/ only" in staff_line
+
 
 def test_the_readme_configuration_table_names_every_variable_the_code_reads():
     sources = [*(ROOT / "paymentflow" / "settings").glob("*.py"), ROOT / "manage.py"]

@@ -26,7 +26,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        base = options["base_url"].rstrip("/")
+        base, every_address = _browsable(options["base_url"].rstrip("/"))
         with transaction.atomic():
             for email, role, first, last in DEMO_USERS:
                 if not User.objects.filter(email=email).exists():
@@ -37,12 +37,21 @@ class Command(BaseCommand):
             seed_demo_funds(email=DEMO_USERS[0][0])
 
         self.stdout.write(
-            "\nPayment Flow demo is ready\n"
+            "\nPayment Flow demo is ready" + (" (listening on every address)" if every_address else "") + "\n"
             f"  API          {base}/api/v1/\n"
             f"  Swagger UI   {base}/api/docs/\n"
             f"  ReDoc        {base}/api/redoc/\n"
             f"  Admin        {base}/admin/\n"
             f"  Buyer        {DEMO_USERS[0][0]} / {DEMO_PASSWORD}\n"
             f"  Merchant     {DEMO_USERS[1][0]} / {DEMO_PASSWORD}\n"
-            f"  Admin        {ADMIN_EMAIL} / {DEMO_PASSWORD}\n"
+            f"  Staff        {ADMIN_EMAIL} / {DEMO_PASSWORD}  (/admin/ only: the API refuses staff)\n"
         )
+
+
+def _browsable(base: str) -> tuple[str, bool]:
+    """`make run HOST=0.0.0.0` serves every address, but a browser cannot open 0.0.0.0 (or
+    [::]): the links name this machine's loopback instead. True when that was done."""
+    for wildcard in ("//0.0.0.0", "//[::]"):
+        if wildcard + ":" in base or base.endswith(wildcard):
+            return base.replace(wildcard, "//127.0.0.1", 1), True
+    return base, False
