@@ -43,7 +43,6 @@ def normalize_email(raw: str) -> str:
     local, at, domain = unicodedata.normalize("NFKC", email).rpartition("@")
     if not (local and at and domain):
         raise InvalidEmail("Enter a valid email address.")
-    local = unicodedata.normalize("NFKC", local)
     if not local.isascii():
         # Internationalised mailboxes (RFC 6531) are not supported: most mail servers refuse
         # them, and the domain is the only part with an agreed ASCII form (IDNA).

@@ -5,7 +5,6 @@ import base64
 import secrets
 
 from django.db import transaction
-from django.utils import timezone
 
 from accounts.models import User
 from webhooks.exceptions import TooManyWebhookEndpoints, WebhookEndpointNotFound, WebhookUrlNotAllowed
@@ -61,8 +60,7 @@ def webhook_endpoint_update(*, merchant: User, endpoint_id, **changes) -> Webhoo
             changes.update(disabled_reason="", failing_since=None)
         for name, value in changes.items():
             setattr(endpoint, name, value)
-        endpoint.updated_at = timezone.now()
-        endpoint.save(update_fields=[*changes, "updated_at"])
+        endpoint.save(update_fields=[*changes, "updated_at"])  # updated_at: auto_now
         return endpoint
 
 

@@ -91,8 +91,8 @@ def webhook_event_record(*, merchant_id, event_type: str, subject) -> list:
             f"UPDATE {_Delivery} SET payload = %s WHERE event_id = %s",  # noqa: S608 - our table's name
             [body, _prep("event_id", event_id)],
         )
-    if delivery_ids:  # a failed kick is logged, never raised to the caller: the kick job retries it
-        transaction.on_commit(lambda: webhook_deliveries_kick(delivery_ids), robust=True)
+    # A failed kick is logged, never raised to the caller: the kick job retries it.
+    transaction.on_commit(lambda: webhook_deliveries_kick(delivery_ids), robust=True)
     return delivery_ids
 
 
@@ -114,8 +114,3 @@ def render_event(*, event_id, event_type: str, created_at: datetime, data: dict)
         "data": data,
     }
     return _RENDERER.render(envelope).decode()
-
-
-def _iso(moment: datetime) -> str:
-    value = moment.isoformat()
-    return value[:-6] + "Z" if value.endswith("+00:00") else value

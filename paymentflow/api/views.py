@@ -43,41 +43,34 @@ class ApiIndexView(APIView):
         return Response(API_INDEX)
 
 
-# Exempt: it changes nothing, and a POST to an unknown API path must be the JSON 404, not
-# Django's HTML CSRF page (found by the schemathesis fuzzing: `POST /orders/null,null/cancel`).
-def errors_in_json(response):
+class ErrorsInJson:
     """For a view that renders something other than JSON (the schema's YAML, the docs' HTML):
     its errors (unknown `?format=`, an Accept it cannot serve, a wrong method) are rendered
     as the envelope in JSON, like every other error under /api/, and not by the view's own
     renderer (YAML of the envelope, or a template's "404 Not Found" text)."""
-    if getattr(response, "exception", False):
-        response.accepted_renderer = CamelCaseJSONRenderer()
-        response.accepted_media_type = CamelCaseJSONRenderer.media_type
-    return response
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if getattr(response, "exception", False):
+            response.accepted_renderer = CamelCaseJSONRenderer()
+            response.accepted_media_type = CamelCaseJSONRenderer.media_type
+        return response
 
 
-# drf-spectacular's views (their metaclass rules out a shared mixin).
-class SchemaView(SpectacularAPIView):
+class SchemaView(ErrorsInJson, SpectacularAPIView):
     """`GET /api/schema/`: the OpenAPI document (YAML, or JSON with `?format=json`)."""
 
-    def finalize_response(self, request, response, *args, **kwargs):
-        return errors_in_json(super().finalize_response(request, response, *args, **kwargs))
 
-
-class SwaggerView(SpectacularSwaggerView):
+class SwaggerView(ErrorsInJson, SpectacularSwaggerView):
     """`GET /api/docs/`: Swagger UI."""
 
-    def finalize_response(self, request, response, *args, **kwargs):
-        return errors_in_json(super().finalize_response(request, response, *args, **kwargs))
 
-
-class RedocView(SpectacularRedocView):
+class RedocView(ErrorsInJson, SpectacularRedocView):
     """`GET /api/redoc/`: ReDoc."""
 
-    def finalize_response(self, request, response, *args, **kwargs):
-        return errors_in_json(super().finalize_response(request, response, *args, **kwargs))
 
-
+# Exempt: it changes nothing, and a POST to an unknown API path must be the JSON 404, not
+# Django's HTML CSRF page (found by the schemathesis fuzzing: `POST /orders/null,null/cancel`).
 @csrf_exempt
 def api_not_found(request, *args, **kwargs):
     return error_response(

@@ -69,12 +69,10 @@ def env_seconds_list(name: str, default: str) -> list[int]:
 
 #: DRF's rate periods (it reads only the first letter: `5/fortnight` would fail on the
 #: first request), spelled as the README documents them.
-_RATE_PERIODS = {
-    "s": 1, "sec": 1, "second": 1, "seconds": 1,
-    "m": 60, "min": 60, "minute": 60, "minutes": 60,
-    "h": 3600, "hour": 3600, "hours": 3600,
-    "d": 86400, "day": 86400, "days": 86400,
-}  # fmt: skip
+_RATE_PERIODS = frozenset(
+    {"s", "sec", "second", "seconds", "m", "min", "minute", "minutes",
+     "h", "hour", "hours", "d", "day", "days"}
+)  # fmt: skip
 
 
 def env_rate(name: str, default: str) -> str:
