@@ -53,8 +53,10 @@ def refusal_message(order: Order, refusal: ApplicationError) -> str:
     """A refund's refusal, saying whose wallet refused it: a refund takes the money from
     the merchant (short, or locked) and, for a wallet order, gives it to the buyer (locked)."""
     if isinstance(refusal, InsufficientFunds | WalletLocked):
-        merchant_locked = Wallet.objects.filter(user_id=order.merchant_id, is_locked=True).exists()
-        if isinstance(refusal, InsufficientFunds) or merchant_locked:
+        if (
+            isinstance(refusal, InsufficientFunds)
+            or Wallet.objects.filter(user_id=order.merchant_id, is_locked=True).exists()
+        ):
             return f"Order {order.pk}: the merchant's wallet ({order.merchant.email}) refused: {refusal.message}"
         return f"Order {order.pk}: the buyer's wallet ({order.user.email}) refused: {refusal.message}"
     return f"Order {order.pk}: {refusal.message}"

@@ -15,7 +15,6 @@ calls Stripe.
 
 import logging
 import uuid
-from decimal import Decimal
 from uuid import UUID
 
 from django.conf import settings
@@ -45,7 +44,13 @@ from payments.hooks import CheckoutHooks, CheckoutLine
 from payments.models import CheckoutPayment
 from wallets.exceptions import WalletLocked
 from wallets.models import LedgerEntry, SystemAccount, Wallet
-from wallets.services import wallet_get_or_create, wallet_settle, wallet_transfer, wallets_lock_for_users
+from wallets.services import (
+    MAX_BALANCE,
+    wallet_get_or_create,
+    wallet_settle,
+    wallet_transfer,
+    wallets_lock_for_users,
+)
 from webhooks.events import webhook_event_record
 
 logger = logging.getLogger("paymentflow.orders")
@@ -75,6 +80,11 @@ def _transition(order: Order, to: str, **fields) -> Order:
     for name, value in fields.items():
         setattr(order, name, value)
     order.save(update_fields=list(fields))
+    return _entered(order)
+
+
+def _entered(order: Order) -> Order:
+    """What follows every status an order enters: the metric and the merchant's event."""
     metrics.order_entered_status(order)
     return _tell_merchant(order)
 
@@ -146,7 +156,7 @@ def order_purchase_with_wallet(*, buyer: User, product_id: UUID, quantity: int =
     the product row first (catalog's conditional stock `UPDATE`, which locks it), then
     both wallets `FOR UPDATE` in primary-key order (wallets), the checks on those locked
     rows, then the writes in one statement: the journal entry with its legs and balances
-    (wallets) and the order row (orders, `_completed_sale_statements`), then the
+    (wallets) and the order row (orders, `sql.insert(order)`), then the
     merchant's webhook event (`order.completed`, webhooks). So the product's lock is held
     across four round trips after its UPDATE: the wallets' lock, the writes, the event,
     the COMMIT. Deadlocks and serialization failures run it again (`atomic_with_retry`);
@@ -187,24 +197,15 @@ def _purchase_with_wallet(*, buyer: User, product_id: UUID, quantity: int, order
         reference_type=REFERENCE_TYPE,
         reference_id=str(order_id),
         description=f"Order {order_id}: {quantity} x {product.name}"[:255],
-        written_with=_completed_sale_statements(order),
+        written_with=[sql.insert(order)],  # the COMPLETED order row, in the journal entry's statement
     )
-    metrics.order_entered_status(order)
-    return _tell_merchant(order)  # the order as written: nothing is read back
-
-
-def _completed_sale_statements(order: Order) -> list[sql.Statement]:
-    """What a completed wallet sale writes besides the money, in the statement of the
-    journal entry (the purchase's transaction): the COMPLETED order row. (Its webhook event
-    follows, by `_tell_merchant`, as for every status an order enters.)"""
-    return [sql.insert(order)]
+    return _entered(order)  # the order as written: nothing is read back
 
 
 # --- card orders: their Checkout payment and its hooks ------------------------------------
 
 
 #: The largest amount a money column holds (Decimal(14, 2)).
-MAX_AMOUNT = Decimal("999999999999.99")
 
 
 @atomic_with_retry
@@ -215,8 +216,8 @@ def _order_reserve(*, buyer: User, product_id: UUID, quantity: int) -> Order:
     if product.merchant_id == buyer.pk:
         raise OwnProduct()
     amount = product.price * quantity
-    if amount > MAX_AMOUNT:  # Decimal(14, 2) overflows: a 400, not a database error
-        raise OrderAmountTooLarge(maximum=MAX_AMOUNT)
+    if amount > MAX_BALANCE:  # the money column, Decimal(14, 2), overflows: a 400, not a database error
+        raise OrderAmountTooLarge(maximum=MAX_BALANCE)
     payment = payments.payment_create(kind=PAYMENT_KIND, payer=buyer, amount=amount, currency=product.currency)
     order = Order.objects.create(
         **_order_fields(buyer=buyer, product=product, quantity=quantity),

@@ -49,7 +49,6 @@ SESSION_EVENTS = {
 REFUND_EVENTS = frozenset(
     {"charge.refunded", "charge.refund.updated", "refund.created", "refund.updated", "refund.failed"}
 )
-HANDLED_TYPES = frozenset(SESSION_EVENTS) | REFUND_EVENTS
 
 
 @dataclass

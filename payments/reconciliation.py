@@ -115,7 +115,7 @@ def _compare(payment: CheckoutPayment, session: gateway.CheckoutSession, refunds
     paid = session.payment_status == "paid"
     refunded = sum((r.amount for r in refunds), Decimal("0.00"))
     refund_ids = ", ".join(r.id for r in refunds)
-    if session.amount_total != payment.amount or (session.currency or "").upper() != payment.currency.upper():
+    if not services.same_money(payment, session):
         differ("amount", f"ours is {payment.amount} {payment.currency}, Stripe's session {session.id} is "
                          f"{session.amount_total} {(session.currency or '').upper()}")  # fmt: skip
     if paid and payment.status != Status.SUCCEEDED and payment.refund_status is None and not refunds:

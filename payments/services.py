@@ -213,12 +213,15 @@ def _expire_unwanted_session(payment: CheckoutPayment) -> None:
         )
         return
     if session.is_paid:  # cannot happen without its URL; if it did, it is a late payment
-        outcome = payment_paid(payment_id=payment.pk, session=session)
-        if outcome.refund_due:
-            _refund_now_or_later(outcome.payment)
+        _apply_paid(payment_id=payment.pk, session=session)
 
 
 # --- what Stripe says about a session ---------------------------------------------------------
+
+
+def same_money(payment: CheckoutPayment, session: gateway.CheckoutSession) -> bool:
+    """The session charges what the payment is: its amount, in its currency."""
+    return session.amount_total == payment.amount and (session.currency or "").upper() == payment.currency.upper()
 
 
 def _mismatch(payment: CheckoutPayment, session: gateway.CheckoutSession) -> str:
@@ -316,10 +319,16 @@ def payment_close(*, payment: CheckoutPayment, reason: str) -> Closed:
             return Closed.FAILED if released else Closed.SETTLED
         if intent.status != "succeeded":
             return Closed.PROCESSING
-    outcome = payment_paid(payment_id=payment.pk, session=session)
+    outcome = _apply_paid(payment_id=payment.pk, session=session)
+    return Closed.PAID if outcome.payment.status == Status.SUCCEEDED else Closed.PAID_NOT_APPLIED
+
+
+def _apply_paid(*, payment_id, session: gateway.CheckoutSession) -> SessionOutcome:
+    """A paid session applied (`payment_paid`), and what Stripe took refunded if it is due."""
+    outcome = payment_paid(payment_id=payment_id, session=session)
     if outcome.refund_due:
         _refund_now_or_later(outcome.payment)
-    return Closed.PAID if outcome.payment.status == Status.SUCCEEDED else Closed.PAID_NOT_APPLIED
+    return outcome
 
 
 def _refund_now_or_later(payment: CheckoutPayment) -> None:
@@ -610,7 +619,7 @@ def lost_session_line(session: gateway.CheckoutSession) -> CheckoutLine | str:
     payment = CheckoutPayment.objects.get(pk=line.payment_id)
     if payment.stripe_session_id is not None:
         return f"{kind} {reference} has its own session, {payment.stripe_session_id}"
-    if session.amount_total != payment.amount or (session.currency or "").upper() != payment.currency.upper():
+    if not same_money(payment, session):
         paid = f"{session.amount_total} {(session.currency or '').upper()}"
         return f"{kind} {reference} is {payment.amount} {payment.currency}, not {paid}"
     return line
